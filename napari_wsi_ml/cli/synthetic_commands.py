@@ -1,0 +1,9 @@
+"""CLI sub-commands of the synthetic layer."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add this group's sub-commands."""

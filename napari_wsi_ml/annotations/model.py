@@ -87,6 +87,8 @@ class AnnotationSet:
         rater: Who drew them, if known.
         slide: Path or name of the slide they belong to, if known.
         skipped: Human-readable notes about what a reader could not keep.
+        notes: Human-readable notes about what a reader kept in another form (e.g. a GeoJSON
+            MultiPolygon split into one annotation per part).
     """
 
     annotations: list[Annotation] = field(default_factory=list)
@@ -94,6 +96,7 @@ class AnnotationSet:
     rater: str | None = None
     slide: str | None = None
     skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.annotations)
@@ -106,9 +109,8 @@ class AnnotationSet:
         """Names of all groups: defined ones first, then used-but-undefined ones."""
         names = list(self.groups)
         for annotation in self.annotations:
-            if annotation.group is not None and annotation.group not in self.groups:
-                if annotation.group not in names:
-                    names.append(annotation.group)
+            if annotation.group is not None and annotation.group not in names:
+                names.append(annotation.group)
         return names
 
     def of_class(self, name: str) -> list[Annotation]:

@@ -1,0 +1,87 @@
+"""Heatmaps and the sample data in napari: cells on their patches, refused on another slide."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import DENSE_BOX_XY, SYNTH_MPP, TISSUE_BOX_XY
+from qtpy.QtWidgets import QApplication
+
+pytestmark = pytest.mark.gui
+
+PLUGIN = "napari-wsi-ml"
+
+
+@pytest.mark.parametrize("stride", [256, 128])
+def test_heatmap_cells_land_on_their_patches(make_napari_viewer, synthetic_slide, stride) -> None:
+    from napari_wsi_ml.inference import hematoxylin_density_heatmap
+    from napari_wsi_ml.viewer.heatmap_layer import heatmap_layer_data
+
+    viewer = make_napari_viewer()
+    [slide_layer] = viewer.open(synthetic_slide, plugin=PLUGIN)
+    slide = slide_layer.metadata["slide"]
+    heatmap = hematoxylin_density_heatmap(slide, 256, stride)
+    data, kwargs, _ = heatmap_layer_data(heatmap, slide)
+    layer = viewer.add_image(data, **kwargs)
+    centres = heatmap.cell_centres_xy()
+    rows, cols = heatmap.grid_shape
+    for i, j in [(0, 0), (rows - 1, cols - 1), (rows // 2, cols // 3)]:
+        world = layer.data_to_world([i, j])
+        expected = np.array([centres[i, j, 1], centres[i, j, 0]]) * SYNTH_MPP
+        np.testing.assert_allclose(world, expected, atol=1e-6)
+        # the same world point is the patch centre in the slide layer's data (level-0 + ½ px)
+        np.testing.assert_allclose(
+            slide_layer.world_to_data(world), expected / SYNTH_MPP - 0.5, atol=1e-6
+        )
+    # the dense region is the hot region; glass is transparent (the lowest value)
+    values = heatmap.channel(0)
+    hot = values > np.nanpercentile(values, 90)
+    hot_xy = centres[hot]
+    assert (hot_xy[:, 0] >= DENSE_BOX_XY[0] - 256).all() and (hot_xy[:, 0] <= DENSE_BOX_XY[2] + 256).all()
+    glass = centres[..., 0] > TISSUE_BOX_XY[2] + 256
+    assert np.all(layer.data[glass] == layer.contrast_limits[0])
+    assert layer.colormap.map(np.array([0.0]))[0, 3] == 0.0  # lowest value fully transparent
+
+
+def test_heatmap_of_another_slide_is_refused(synthetic_slide: Path) -> None:
+    from napari_wsi_ml.inference import HeatmapError, hematoxylin_density_heatmap
+    from napari_wsi_ml.slide import open_slide
+    from napari_wsi_ml.viewer.heatmap_layer import heatmap_layer_data
+    from tests.conftest import SLIDES_DIR
+
+    with open_slide(synthetic_slide) as slide, open_slide(
+        SLIDES_DIR / "cmu-1-small-region.svs"
+    ) as other:
+        heatmap = hematoxylin_density_heatmap(slide, 512)
+        with pytest.raises(HeatmapError, match="another slide"):
+            heatmap_layer_data(heatmap, other)
+
+
+def test_sample_data_gives_slide_heatmap_and_two_raters(
+    make_napari_viewer, tmp_path: Path, monkeypatch
+) -> None:
+    from napari_wsi_ml.viewer import sample_data
+
+    directory = tmp_path / "sample"
+    files = sample_data.ensure_sample(directory, size=(4096, 3072))
+    assert sorted(files.rater_paths) == ["rater1", "rater2"]
+    assert sample_data.ensure_sample(directory, size=(4096, 3072)) == files  # cached
+    monkeypatch.setenv("NAPARI_WSI_ML_SAMPLE_DIR", str(directory))
+    viewer = make_napari_viewer(show=True)
+    viewer.open_sample(PLUGIN, "synthetic_slide")
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["sample_he", "hematoxylin-density: hematoxylin", "rater1", "rater2"]
+    slide_layer, heat, rater1, rater2 = viewer.layers
+    fingerprint = slide_layer.metadata["slide_fingerprint"]
+    assert all(layer.metadata["slide_fingerprint"] == fingerprint for layer in viewer.layers)
+    assert len(rater1.data) >= 1 and len(rater2.data) >= 1
+    assert not np.allclose(rater1.edge_color[0], rater2.edge_color[0])
+    np.testing.assert_allclose(rater1.scale, slide_layer.scale)
+    # the raters' outlines lie on the hot part of the heatmap (both mark the tumour)
+    outline = np.concatenate(rater1.data)  # level-0 (row, col)
+    heat_index = np.round(heat.world_to_data(rater1.data_to_world(outline.mean(0)))).astype(int)
+    assert heat.data[tuple(heat_index)] > np.percentile(heat.data, 75)
+    for _ in range(20):
+        QApplication.processEvents()

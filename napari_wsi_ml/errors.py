@@ -27,5 +27,9 @@ class ConfigError(WsiMlError):
     """A job or extraction config is invalid."""
 
 
+class HeatmapError(WsiMlError):
+    """A heatmap file is corrupted, or a heatmap does not belong to the slide it is put on."""
+
+
 class SaveError(WsiMlError):
     """A file could not be written; the previous version is intact."""

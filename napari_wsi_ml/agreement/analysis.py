@@ -11,7 +11,11 @@ from shapely.geometry.base import BaseGeometry
 from napari_wsi_ml.agreement import consensus as cons
 from napari_wsi_ml.agreement import kappa
 from napari_wsi_ml.agreement.bootstrap import resample_counts
-from napari_wsi_ml.agreement.disagreement import disagreement_map, disagreement_regions
+from napari_wsi_ml.agreement.disagreement import (
+    disagreement_map,
+    disagreement_regions,
+    regions_area,
+)
 from napari_wsi_ml.agreement.grid import Grid, GridData, make_grid, rate_cells
 from napari_wsi_ml.agreement.inputs import RaterInput, prepare_raters
 from napari_wsi_ml.agreement.lesions import lesion_summary, match_lesions
@@ -28,6 +32,8 @@ from napari_wsi_ml.agreement.stats import (
 from napari_wsi_ml.annotations.model import AnnotationSet
 from napari_wsi_ml.errors import AgreementInputError
 
+OPENING_FRACTION = 16
+
 
 @dataclass
 class Options:
@@ -40,7 +46,10 @@ class Options:
         k: Majority-vote threshold (default strict majority).
         n_boot: Bootstrap replicates; ``seed`` seeds them.
         grid_method: ``auto``, ``exact`` or ``raster`` (see :mod:`grid`).
-        min_region_area: Disagreement regions at most this large (px²) are dropped.
+        min_region_area: Disagreement regions smaller than this (grid units², i.e. px² or
+            µm²) are dropped; ``None``: one grid cell's area.
+        region_opening: Opening radius (grid units) that removes disagreement slivers
+            narrower than twice it (boundary jitter); ``None``: 1/16 of the grid cell.
     """
 
     grid: float = 256.0
@@ -51,7 +60,30 @@ class Options:
     n_boot: int = 1000
     seed: int = 0
     grid_method: str = "auto"
-    min_region_area: float = 0.0
+    min_region_area: float | None = None
+    region_opening: float | None = None
+
+
+def region_filter_px(options: Options, grid: Grid, mpp) -> tuple[float, float]:
+    """``(min area px², opening px)`` of the disagreement regions, from the options' units."""
+    cell_area, cell_side = grid.cell_w * grid.cell_h, min(grid.cell_w, grid.cell_h)
+    area_per_unit, length_per_unit = 1.0, 1.0
+    if options.grid_units == "um":  # make_grid already refused µm without an mpp
+        area_per_unit = 1.0 / (mpp[0] * mpp[1])
+        length_per_unit = 1.0 / float(np.sqrt(mpp[0] * mpp[1]))
+    min_area = (
+        cell_area if options.min_region_area is None else options.min_region_area * area_per_unit
+    )
+    opening = (
+        cell_side / OPENING_FRACTION
+        if options.region_opening is None
+        else options.region_opening * length_per_unit
+    )
+    if min_area < 0 or opening < 0:
+        raise AgreementInputError(
+            "the minimum disagreement-region area and the opening must be >= 0"
+        )
+    return min_area, opening
 
 
 def build_grid(data: RaterInput, options: Options, mpp, extent) -> Grid:
@@ -72,7 +104,7 @@ def region_metrics(
     data: RaterInput, grid: GridData, rng: np.random.Generator, n_boot: int
 ) -> dict[str, dict]:
     """Exact Dice/IoU per pair, per class and overall, with cell-bootstrap intervals."""
-    table = overlap_table(data.raters, data.classes)
+    table = overlap_table(data)
     names, n = data.names, len(data.raters)
     out: dict[str, dict] = {"overall": {}, **{c: {} for c in data.classes}}
     valid = grid.valid
@@ -118,8 +150,10 @@ def lesion_metrics(data: RaterInput, threshold: float, area_scale: float) -> dic
     for cls in data.classes:
         out[cls] = {}
         for i, a in enumerate(data.raters):
-            for b in data.raters[i + 1 :]:
-                match = match_lesions(a.parts(cls), b.parts(cls), threshold)
+            for j in range(i + 1, len(data.raters)):
+                b = data.raters[j]
+                pieces = data.pair_pieces(i, j, cls)
+                match = match_lesions(a.parts(cls), b.parts(cls), threshold, pieces)
                 out[cls][pair_key(a.rater, b.rater)] = lesion_summary(match, area_scale=area_scale)
     return out
 
@@ -142,6 +176,8 @@ def analyse(
     options = options or Options()
     rng = np.random.default_rng(options.seed)
     grid = rate_cells(data, build_grid(data, options, mpp, extent), method=options.grid_method)
+    min_area, opening = region_filter_px(options, grid.grid, mpp)
+    regions_found = disagreement_regions(data, min_area=min_area, opening=opening)
     ratings = grid.ratings()
     if ratings.shape[0] == 0:
         raise AgreementInputError("no grid cell lies inside the region of interest")
@@ -191,8 +227,15 @@ def analyse(
             "majority_area_px2": cons.total_area(majority),
             "staple": staple_out,
         },
-        disagreement_regions=disagreement_regions(data, min_area=options.min_region_area),
+        disagreement_regions=regions_found,
+        disagreement={
+            "min_area_px2": min_area,
+            "opening_px": opening,
+            "count": len(regions_found),
+            "area_px2": regions_area(regions_found),
+        },
         notes=list(data.notes),
+        warnings=list(data.warnings),
         consensus_regions=majority,
         disagreement_map=disagreement_map(grid.labels, n_cat),
         staple_maps=staple_maps,

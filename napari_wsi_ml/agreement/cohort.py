@@ -97,6 +97,7 @@ def pool_reports(
         consensus={},
         disagreement_regions=[],
         notes=[f"{s}: {note}" for s, rep in reports.items() for note in rep.notes],
+        warnings=[f"{s}: {text}" for s, rep in reports.items() for text in rep.warnings],
         per_slide={s: rep.to_dict() for s, rep in reports.items()},
     )
 

@@ -34,10 +34,7 @@ def majority_vote(data: RaterInput, k: int | None = None) -> dict[str, BaseGeome
         raise AgreementInputError(f"majority vote needs 1 <= k <= {n} raters, got k={k}")
     out: dict[str, BaseGeometry] = {}
     for cls in data.classes:
-        pieces = [
-            geo.intersection_parts([data.raters[i].parts(cls) for i in subset])
-            for subset in combinations(range(n), k)
-        ]
+        pieces = [data.common_parts(subset, cls) for subset in combinations(range(n), k)]
         out[cls] = geo.union(np.concatenate(pieces)) if pieces else geo.EMPTY
     return out
 

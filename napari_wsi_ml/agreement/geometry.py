@@ -1,9 +1,10 @@
 """Shapely geometry from annotations, and part-level overlay helpers.
 
 All geometry is in level-0 ``(x, y)`` pixels. Region annotations (polygon, rectangle, spline)
-become polygons with their holes; points and lines are not regions and are skipped with a note.
-Invalid rings (self-intersections, bow ties) are repaired with :func:`shapely.make_valid` and the
-repair is reported, never silent.
+become polygons with their holes through the shared annotation geometry helper (a spline is its
+smooth curve); points and lines are not regions and are skipped with a note. Invalid rings
+(self-intersections, bow ties) are repaired with :func:`shapely.make_valid` and the repair is
+reported, never silent.
 
 The overlay helpers work on arrays of polygons whose interiors are pairwise disjoint (the parts
 of a union), so that sums of part-level intersection areas are exact areas of the whole.
@@ -17,6 +18,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from shapely.geometry.base import BaseGeometry
 
+from napari_wsi_ml.annotations.geometry import valid_geometry
 from napari_wsi_ml.annotations.model import Annotation, AnnotationType
 
 EMPTY = shapely.MultiPolygon()
@@ -32,45 +34,46 @@ def polygonal(geometry: BaseGeometry) -> BaseGeometry:
     return shapely.union_all(parts) if parts else EMPTY
 
 
-def annotation_geometry(annotation: Annotation) -> tuple[BaseGeometry | None, str | None]:
+def region_geometry(annotation: Annotation) -> tuple[BaseGeometry | None, str | None]:
     """The region an annotation encloses, and a note when it was skipped or repaired.
 
-    Args:
-        annotation: Any annotation.
+    The geometry comes from the shared annotation helper
+    (:func:`napari_wsi_ml.annotations.valid_geometry`): splines are their smooth curve, holes
+    are kept, invalid rings are repaired with ``shapely.make_valid``.
 
     Returns:
         ``(geometry, note)``: ``geometry`` is a valid (Multi)Polygon in level-0 ``(x, y)`` or
         ``None`` when the annotation is not a region; ``note`` explains a skip or a repair.
-        Splines are taken as the polygon through their control points.
     """
     label = f"annotation {annotation.name!r} ({annotation.type.value})"
     if not annotation.type.is_area:
         return None, f"{label} is not a region (points/lines): ignored for region metrics"
-    if len(annotation.coordinates) < 3:
-        return None, f"{label} has fewer than 3 vertices: ignored"
-    holes = [h for h in annotation.holes if len(h) >= 3]
-    polygon = shapely.Polygon(annotation.coordinates, holes)
-    if polygon.is_valid:
-        return polygon, None
-    reason = shapely.is_valid_reason(polygon)
-    repaired = polygonal(shapely.make_valid(polygon))
-    if repaired.is_empty:
-        return None, f"{label} is invalid ({reason}) and has no area once repaired: ignored"
-    return repaired, (
-        f"{label} was invalid ({reason}); repaired with make_valid "
-        f"(area {polygon.area:.1f} -> {repaired.area:.1f} px²)"
-    )
+    geometry, repair = valid_geometry(annotation)
+    geometry = polygonal(geometry)
+    if geometry.is_empty:
+        problem = repair.problem if repair is not None else "no area"
+        return None, f"{label} has no area ({problem}): ignored"
+    if repair is None:
+        return geometry, None
+    return geometry, f"{repair} (shapely make_valid)"
 
 
-def annotation_geometries(
+def region_geometries(
     annotations: list[Annotation],
 ) -> tuple[list[BaseGeometry | None], list[str | None]]:
-    """:func:`annotation_geometry` for many annotations; hole-less polygons built in bulk."""
+    """:func:`region_geometry` for many annotations.
+
+    Valid hole-less polygons and rectangles (whose outline is their vertices) are built in one
+    vectorised call; everything else (splines, holes, invalid rings) goes one by one.
+    """
     geoms: list[BaseGeometry | None] = [None] * len(annotations)
     notes: list[str | None] = [None] * len(annotations)
-    area_types = {t for t in AnnotationType if t.is_area}
-    simple = [k for k, a in enumerate(annotations)
-              if a.type in area_types and not a.holes and len(a.coordinates) >= 3]  # fmt: skip
+    bulk_types = (AnnotationType.POLYGON, AnnotationType.RECTANGLE)
+    simple = [
+        k
+        for k, a in enumerate(annotations)
+        if a.type in bulk_types and not a.holes and len(a.coordinates) >= 3
+    ]
     if simple:
         coords = [annotations[k].coordinates for k in simple]
         index = np.repeat(np.arange(len(coords)), [len(c) for c in coords])
@@ -82,7 +85,7 @@ def annotation_geometries(
                 geoms[k] = poly
     for k, annotation in enumerate(annotations):
         if geoms[k] is None:
-            geoms[k], notes[k] = annotation_geometry(annotation)
+            geoms[k], notes[k] = region_geometry(annotation)
     return geoms, notes
 
 
@@ -91,6 +94,15 @@ def parts(geometry: BaseGeometry) -> np.ndarray:
     if geometry is None or geometry.is_empty:
         return np.empty(0, dtype=object)
     return np.asarray(shapely.get_parts(geometry), dtype=object)
+
+
+def clusters(geometries: np.ndarray) -> np.ndarray:
+    """Cluster index of each geometry: geometries that touch or overlap, transitively, share one."""
+    if geometries.size == 0:
+        return np.empty(0, dtype=np.int64)
+    i, j = shapely.STRtree(geometries).query(geometries, predicate="intersects")
+    graph = coo_matrix((np.ones(i.size), (i, j)), shape=(geometries.size, geometries.size))
+    return connected_components(graph, directed=False)[1].astype(np.int64)
 
 
 def union(geometries: np.ndarray | list) -> BaseGeometry:
@@ -106,9 +118,7 @@ def union(geometries: np.ndarray | list) -> BaseGeometry:
         return EMPTY
     if arr.size == 1:
         return polygonal(arr[0])
-    i, j = shapely.STRtree(arr).query(arr, predicate="intersects")
-    graph = coo_matrix((np.ones(i.size), (i, j)), shape=(arr.size, arr.size))
-    _, comp = connected_components(graph, directed=False)
+    comp = clusters(arr)
     sizes = np.bincount(comp)
     single = (sizes[comp] == 1) & (shapely.get_type_id(arr) == 3)
     polys = list(arr[single])
@@ -173,16 +183,16 @@ def intersection_parts(parts_list: list[np.ndarray]) -> np.ndarray:
 
 
 def subtract(parts_a: np.ndarray, cutters: np.ndarray) -> np.ndarray:
-    """``parts_a`` minus the union of ``cutters``, part by part, as polygons."""
+    """``parts_a`` minus ``cutters`` (disjoint polygons), part by part, as polygons."""
     if parts_a.size == 0 or cutters.size == 0:
         return parts_a
     ia, ic = candidate_pairs(parts_a, cutters)
-    result = list(parts_a[np.setdiff1d(np.arange(parts_a.size), ia)])
+    untouched = parts_a[np.setdiff1d(np.arange(parts_a.size), ia)]
+    if ia.size == 0:
+        return untouched
     order = np.argsort(ia, kind="stable")
     ia, ic = ia[order], ic[order]
-    bounds = np.flatnonzero(np.diff(ia)) + 1
-    for group_a, group_c in zip(np.split(ia, bounds), np.split(ic, bounds), strict=True):
-        remainder = shapely.difference(parts_a[group_a[0]], shapely.union_all(cutters[group_c]))
-        result.extend(shapely.get_parts(polygonal(remainder)))
-    out = np.asarray([p for p in result if not p.is_empty], dtype=object)
-    return out
+    targets, group = np.unique(ia, return_inverse=True)
+    knives = shapely.multipolygons(cutters[ic], indices=group)  # disjoint: valid without union
+    remainder = shapely.difference(parts_a[targets], knives)
+    return np.concatenate([untouched, polygon_parts(remainder)])

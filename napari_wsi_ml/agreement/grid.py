@@ -189,36 +189,52 @@ def rate_cells(data: RaterInput, grid: Grid, *, method: str = "auto") -> GridDat
     """
     if method == "auto":
         method = "exact" if grid.n_cells <= EXACT_MAX_CELLS else "raster"
-    if method == "exact":
-        boxes = grid.boxes()
-        fraction = lambda geom: _exact_fraction(grid, geom, boxes)  # noqa: E731
-        label = "exact cell areas"
-    elif method == "raster":
-        sub = int(min(16, max(1, math.isqrt(RASTER_BUDGET // max(grid.n_cells, 1)))))
-        raster = _Raster(grid, sub)
-        fraction = lambda geom: raster.fraction(raster.mask(geom))  # noqa: E731
-        label = f"raster, {sub}x{sub} samples per cell"
-    else:
+    if method not in ("exact", "raster"):
         raise AgreementInputError(f"grid method must be exact, raster or auto, got {method!r}")
     n, k = len(data.raters), len(data.classes)
     shape = (grid.rows, grid.cols)
-    region = np.ones(shape, np.float32) if data.region is None else fraction(data.region)
-    valid = region >= 0.5
     coverage = np.zeros((n, k, *shape), np.float32)
-    pairs: dict[tuple[int, int], np.ndarray] = {
-        (i, j): np.zeros((k, *shape), np.float32) for i in range(n) for j in range(i + 1, n)
-    }
-    for ci, cls in enumerate(data.classes):
+    covered = np.zeros((n, *shape), np.float32)
+    pairs = {(i, j): np.zeros((k, *shape), np.float32) for i in range(n) for j in range(i + 1, n)}
+    if method == "exact":
+        boxes = grid.boxes()
+        label = "exact cell areas"
+        region = (
+            np.ones(shape, np.float32)
+            if data.region is None
+            else _exact_fraction(grid, data.region, boxes)
+        )
+        for ci, cls in enumerate(data.classes):
+            for i, rater in enumerate(data.raters):
+                coverage[i, ci] = _exact_fraction(grid, rater.region(cls), boxes)
+            for i, j in pairs:
+                both = geo.polygon_parts(data.pair_pieces(i, j, cls)[2])
+                pairs[i, j][ci] = _exact_fraction(grid, shapely.MultiPolygon(list(both)), boxes)
         for i, rater in enumerate(data.raters):
-            coverage[i, ci] = fraction(rater.region(cls))
-        for i, j in pairs:
-            _, _, pieces = geo.pairwise_intersections(
-                data.raters[i].parts(cls), data.raters[j].parts(cls)
-            )
-            pairs[i, j][ci] = fraction(shapely.MultiPolygon(list(geo.polygon_parts(pieces))))
+            every = geo.union(np.concatenate([rater.parts(c) for c in data.classes]))
+            covered[i] = _exact_fraction(grid, every, boxes)
+    else:
+        sub = int(min(16, max(1, math.isqrt(RASTER_BUDGET // max(grid.n_cells, 1)))))
+        raster = _Raster(grid, sub)
+        label = f"raster, {sub}x{sub} samples per cell"
+        region = (
+            np.ones(shape, np.float32)
+            if data.region is None
+            else raster.fraction(raster.mask(data.region))
+        )
+        any_mask = [np.zeros(raster.shape, bool) for _ in range(n)]
+        for ci, cls in enumerate(data.classes):
+            masks = [raster.mask(r.region(cls)) for r in data.raters]
+            for i, mask in enumerate(masks):
+                coverage[i, ci] = raster.fraction(mask)
+                any_mask[i] |= mask
+            for i, j in pairs:
+                pairs[i, j][ci] = raster.fraction(masks[i] & masks[j])
+        for i in range(n):
+            covered[i] = raster.fraction(any_mask[i])
+    valid = region >= 0.5
     labels = np.full((n, *shape), -1, np.int64)
-    for i, rater in enumerate(data.raters):
-        covered = fraction(geo.union(np.concatenate([rater.parts(c) for c in data.classes])))
-        scores = np.concatenate([np.maximum(region - covered, 0)[None], coverage[i]], axis=0)
+    for i in range(n):
+        scores = np.concatenate([np.maximum(region - covered[i], 0)[None], coverage[i]], axis=0)
         labels[i] = np.where(valid, np.argmax(scores, axis=0), -1)
     return GridData(grid, [BACKGROUND, *data.classes], labels, valid, coverage, pairs, label)

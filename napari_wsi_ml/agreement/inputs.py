@@ -1,10 +1,12 @@
 """Validated rater input: class mapping, slide identity, per-class regions of each rater.
 
-Rules (documented in docs/agreement.md):
+Rules:
     * Class mapping: ``{"rater class": "canonical"}`` applies to every rater;
       ``{"rater:class": "canonical"}`` to one rater only (wins over the plain key). Names not
       in the mapping are kept. Annotations without a group get the class ``"unclassified"``.
     * Two raters whose (mapped) class names are disjoint cannot be compared: error listing both.
+      Two raters who share some classes but not all are compared, with a warning listing the
+      names only one side uses (``RaterInput.warnings``), and a suggested mapping.
     * An annotation set with no region annotation is refused unless ``allow_empty`` (then the
       rater marked everything background). Fewer than two raters is refused.
     * Slide identity: ``AnnotationSet.slide`` if set (file stem, extension dropped), else the
@@ -14,14 +16,17 @@ Rules (documented in docs/agreement.md):
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 from pathlib import Path, PurePath
 
 import numpy as np
 from shapely.geometry.base import BaseGeometry
 
 from napari_wsi_ml.agreement import geometry as geo
+from napari_wsi_ml.annotations import read_annotations
 from napari_wsi_ml.annotations.model import AnnotationSet
 from napari_wsi_ml.errors import AgreementInputError
 
@@ -99,18 +104,40 @@ class RaterRegions:
 
 @dataclass
 class RaterInput:
-    """Everything the metrics need: raters, canonical classes, notes, region of interest."""
+    """Everything the metrics need: raters, canonical classes, notes, region of interest.
+
+    ``notes`` say what was skipped or repaired; ``warnings`` what the user should check (class
+    names used by some raters only, which may be one class spelled differently).
+    """
 
     raters: list[RaterRegions]
     classes: list[str]
     notes: list[str]
     region: BaseGeometry | None = None
     slide: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    _pairs: dict = field(default_factory=dict, repr=False)
 
     @property
     def names(self) -> list[str]:
         """Rater names in input order."""
         return [r.rater for r in self.raters]
+
+    def pair_pieces(self, i: int, j: int, cls: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cached :func:`geometry.pairwise_intersections` of raters ``i`` and ``j`` (i < j)."""
+        key = (i, j, cls)
+        if key not in self._pairs:
+            a, b = self.raters[i].parts(cls), self.raters[j].parts(cls)
+            self._pairs[key] = geo.pairwise_intersections(a, b)
+        return self._pairs[key]
+
+    def common_parts(self, indices: Sequence[int], cls: str) -> np.ndarray:
+        """Disjoint polygons of the area that every rater in ``indices`` gave ``cls``."""
+        if len(indices) == 1:
+            return self.raters[indices[0]].parts(cls)
+        first = geo.polygon_parts(self.pair_pieces(indices[0], indices[1], cls)[2])
+        rest = [self.raters[k].parts(cls) for k in indices[2:]]
+        return geo.intersection_parts([first, *rest])
 
 
 def _canonical(mapping: Mapping[str, str], rater: str, cls: str | None) -> str:
@@ -187,7 +214,7 @@ def prepare_raters(
     used: list[set[str]] = []
     for name, aset, source in zip(names, sets, sources, strict=True):
         by_class: dict[str, list] = {}
-        geometries, geometry_notes = geo.annotation_geometries(aset.annotations)
+        geometries, geometry_notes = geo.region_geometries(aset.annotations)
         for annotation, geometry, note in zip(aset, geometries, geometry_notes, strict=True):
             if note:
                 notes.append(f"{name}: {note}")
@@ -210,11 +237,8 @@ def prepare_raters(
         used.append(set(by_class))
     _check_overlapping_classes(names, used)
     classes = sorted(set().union(*used))
-    for name, classes_of in zip(names, used, strict=True):
-        missing = [c for c in classes if c not in classes_of]
-        if missing and classes_of:
-            notes.append(f"{name}: no annotation of class(es) {', '.join(missing)}")
-    return RaterInput(raters, classes, notes, region, identity)
+    warnings = class_name_warnings(names, used)
+    return RaterInput(raters, classes, notes, region, identity, warnings)
 
 
 def _check_overlapping_classes(names: list[str], used: list[set[str]]) -> None:
@@ -225,17 +249,61 @@ def _check_overlapping_classes(names: list[str], used: list[set[str]]) -> None:
                     f"raters {names[i]!r} and {names[j]!r} share no class name: "
                     f"{names[i]!r} uses {sorted(used[i])}, {names[j]!r} uses {sorted(used[j])}; "
                     "give a class mapping (--map RATERCLASS=CANON, e.g. "
-                    f"--map {sorted(used[j])[0]}={sorted(used[i])[0]})"
+                    f"{_suggestion(sorted(used[i]), sorted(used[j]), _usage(used))})"
                 )
+
+
+def class_name_warnings(names: list[str], used: list[set[str]]) -> list[str]:
+    """One warning per rater pair whose class names differ, listing both sides.
+
+    A class only one side uses may be the same class spelled differently ("tumor" vs
+    "Tumour"); the analysis goes on with the names as given, and the warning says how to map
+    them. Raters with no region at all (allowed empty sets) are not compared.
+    """
+    warnings = []
+    usage = _usage(used)
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            if not used[i] or not used[j] or used[i] == used[j]:
+                continue
+            only_i, only_j = sorted(used[i] - used[j]), sorted(used[j] - used[i])
+            text = (
+                f"class names differ between raters {names[i]!r} and {names[j]!r}: "
+                f"only {names[i]!r} uses {_listing(only_i)}; "
+                f"only {names[j]!r} uses {_listing(only_j)}"
+            )
+            if only_i and only_j:
+                text += (
+                    "; if some are one class spelled differently, give a class mapping "
+                    f"(e.g. {_suggestion(only_i, only_j, usage)})"
+                )
+            warnings.append(text)
+    return warnings
+
+
+def _usage(used: list[set[str]]) -> Counter[str]:
+    return Counter(name for classes in used for name in classes)
+
+
+def _listing(names: list[str]) -> str:
+    return ", ".join(repr(n) for n in names) if names else "(none)"
+
+
+def _suggestion(left: list[str], right: list[str], usage: Counter[str]) -> str:
+    """``--map RARE=COMMON`` for the most similar pair of names of the two sides.
+
+    The name more raters use is suggested as the canonical one (the left one on a tie).
+    """
+    a, b = max(
+        ((a, b) for a in left for b in right),
+        key=lambda ab: SequenceMatcher(None, ab[0].lower(), ab[1].lower()).ratio(),
+    )
+    canon, other = (a, b) if usage[a] >= usage[b] else (b, a)
+    return f"--map {other}={canon}"
 
 
 def read_rater_files(paths: Sequence[str | Path]) -> list[AnnotationSet]:
     """Read annotation files (ASAP XML or GeoJSON), naming raters by ``<slide>.<rater>.xml``."""
-    try:
-        from napari_wsi_ml.annotations import read_annotations
-    except ImportError:  # only the ASAP reader is there
-        from napari_wsi_ml.annotations.asap_xml import read_asap as read_annotations
-
     sets = []
     for path in paths:
         aset = read_annotations(path)

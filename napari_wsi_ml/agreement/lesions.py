@@ -65,15 +65,21 @@ def _describe(polys: np.ndarray, idx: np.ndarray) -> list[dict]:
     return out
 
 
-def match_lesions(parts_a: np.ndarray, parts_b: np.ndarray, threshold: float = 0.5) -> LesionMatch:
+def match_lesions(
+    parts_a: np.ndarray,
+    parts_b: np.ndarray,
+    threshold: float = 0.5,
+    pieces: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+) -> LesionMatch:
     """Optimal one-to-one matching of objects with IoU ≥ ``threshold``.
 
     Args:
         parts_a: Disjoint polygons of the reference rater.
         parts_b: Disjoint polygons of the other rater.
         threshold: Minimum IoU of a match, in (0, 1].
+        pieces: Precomputed ``geometry.pairwise_intersections(parts_a, parts_b)``.
     """
-    ia, ib, pieces = geo.pairwise_intersections(parts_a, parts_b)
+    ia, ib, pieces = pieces or geo.pairwise_intersections(parts_a, parts_b)
     pairs: list[tuple[int, int, float]] = []
     if ia.size:
         inter = shapely.area(pieces)

@@ -8,7 +8,7 @@ import numpy as np
 import shapely
 
 from napari_wsi_ml.agreement import geometry as geo
-from napari_wsi_ml.agreement.inputs import RaterRegions
+from napari_wsi_ml.agreement.inputs import RaterInput, RaterRegions
 
 
 @dataclass
@@ -47,21 +47,22 @@ def pair_overlap(a: RaterRegions, b: RaterRegions, cls: str) -> PairOverlap:
     )
 
 
-def overlap_table(raters: list[RaterRegions], classes: list[str]) -> dict[str, np.ndarray]:
+def overlap_table(data: RaterInput) -> dict[str, np.ndarray]:
     """Areas and intersections of every rater pair and class.
 
     Returns:
         ``{"area": (R, C), "intersection": (R, R, C)}`` in level-0 px²; the diagonal of
         ``intersection`` holds each rater's own area.
     """
-    n, k = len(raters), len(classes)
-    area = np.array([[r.region(c).area for c in classes] for r in raters], dtype=float)
+    n, k = len(data.raters), len(data.classes)
+    area = np.array([[r.region(c).area for c in data.classes] for r in data.raters], float)
     inter = np.zeros((n, n, k))
-    for ci, cls in enumerate(classes):
+    for ci, cls in enumerate(data.classes):
         for i in range(n):
             inter[i, i, ci] = area[i, ci]
             for j in range(i + 1, n):
-                value = intersection_area(raters[i].parts(cls), raters[j].parts(cls))
+                pieces = data.pair_pieces(i, j, cls)[2]
+                value = float(shapely.area(pieces).sum()) if pieces.size else 0.0
                 inter[i, j, ci] = inter[j, i, ci] = value
     return {"area": area.reshape(n, k), "intersection": inter}
 

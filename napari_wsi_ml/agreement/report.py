@@ -2,17 +2,19 @@
 
 JSON layout (``to_dict``)::
 
-    {"slide", "raters", "classes", "grid", "notes",
+    {"slide", "raters", "classes", "grid", "warnings", "notes",
      "overall":   {"cohen_kappa": {"weighting", "raters", "matrix", "pairs": {"A vs B": EST}},
                    "fleiss_kappa": EST, "krippendorff_alpha": EST, "percent_agreement": EST,
                    "dice": {"raters", "matrix", "pairs"}, "iou": {...}},
      "per_class": {class: same keys (one vs rest)},
      "lesions": {class: {"A vs B": {...}}}, "consensus": {...},
+     "disagreement": {"min_area_px2", "opening_px", "count", "area_px2"},
      "disagreement_regions": [{"class", "area_px2", "centroid", "bbox", "raters_with"}],
      "comparison": {...} or null, "per_slide": {...} or null}
 
 where ``EST`` is ``{"value": v, "ci": [low, high]}`` (95 % bootstrap interval; ``null`` when
-undefined).
+undefined). ``warnings`` are what the user should check (class names only some raters use);
+``notes`` say what was skipped or repaired (points, make_valid repairs, unknown slide identity).
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class AgreementReport:
     consensus: dict[str, Any]
     disagreement_regions: list[dict]
     notes: list[str]
+    warnings: list[str] = field(default_factory=list)
+    disagreement: dict[str, Any] = field(default_factory=dict)
     comparison: dict[str, Any] | None = None
     per_slide: dict[str, Any] | None = None
     consensus_regions: dict[str, BaseGeometry] = field(default_factory=dict, repr=False)
@@ -78,12 +82,14 @@ class AgreementReport:
             "raters": self.raters,
             "classes": self.classes,
             "grid": self.grid,
+            "warnings": self.warnings,
             "notes": self.notes,
             "overall": self.metrics["overall"],
             "per_class": self.metrics["per_class"],
             "areas": self.areas,
             "lesions": self.lesions,
             "consensus": self.consensus,
+            "disagreement": self.disagreement,
             "disagreement_regions": regions_json(self.disagreement_regions),
             "comparison": self.comparison,
             "per_slide": self.per_slide,

@@ -146,6 +146,24 @@ def format_number(value: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+_COORDINATE_XML = '\t\t\t\t<Coordinate Order="%d" X="%r" Y="%r" />\n'
+
+
+def _coordinates_xml(coordinates: np.ndarray) -> str:
+    """``<Coordinate>`` lines of (N, 2) ``(x, y)``, formatted as :func:`format_number` does.
+
+    One C-level ``%`` formatting call per annotation (``%r`` of a float is its shortest exact
+    text); dropping ``.0`` before the closing quote then matches :func:`format_number`. This is
+    ~10x faster than formatting coordinate by coordinate.
+    """
+    count = len(coordinates)
+    values: list[float | int] = [0] * (3 * count)
+    values[0::3] = range(count)
+    values[1::3] = coordinates[:, 0].tolist()
+    values[2::3] = coordinates[:, 1].tolist()
+    return ((_COORDINATE_XML * count) % tuple(values)).replace('.0"', '"')
+
+
 def _annotation_xml(annotation: Annotation) -> Iterator[str]:
     group = annotation.group if annotation.group is not None else NO_GROUP
     yield (
@@ -154,13 +172,7 @@ def _annotation_xml(annotation: Annotation) -> Iterator[str]:
         f" PartOfGroup={quoteattr(group)} Color={quoteattr(annotation.color)}>\n"
         "\t\t\t<Coordinates>\n"
     )
-    fmt = format_number
-    yield "".join(
-        [
-            f'\t\t\t\t<Coordinate Order="{order}" X="{fmt(x)}" Y="{fmt(y)}" />\n'
-            for order, (x, y) in enumerate(np.asarray(annotation.coordinates).tolist())
-        ]
-    )
+    yield _coordinates_xml(np.asarray(annotation.coordinates, dtype=np.float64))
     yield "\t\t\t</Coordinates>\n\t\t</Annotation>\n"
 
 

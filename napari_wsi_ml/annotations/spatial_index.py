@@ -124,7 +124,7 @@ def rasterize(
     downsample: float,
     size_wh: Sequence[int],
     ids: np.ndarray | None = None,
-    fill_alpha: int = 90,
+    fill_alpha: int = 120,
     point_radius: int = 2,
     outline: bool = True,
 ) -> np.ndarray:

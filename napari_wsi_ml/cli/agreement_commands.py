@@ -29,6 +29,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="RATERCLASS=CANON",
         help="class mapping (repeatable); rater:class=CANON for one rater",
     )
+    p.add_argument(
+        "--min-region-area",
+        type=float,
+        help="drop disagreement regions smaller than this (px² or µm², as --grid-units; "
+        "default one grid cell)",
+    )
+    p.add_argument(
+        "--region-opening",
+        type=float,
+        help="remove disagreement slivers narrower than twice this (px or µm; default "
+        "1/16 of the grid cell; 0 keeps them)",
+    )
     p.add_argument("--weighting", choices=("linear", "quadratic"), help="ordinal Cohen's κ")
     p.add_argument("--iou-threshold", type=float, default=0.5, help="lesion match IoU")
     p.add_argument("--k", type=int, help="majority vote: at least k raters (default majority)")
@@ -60,6 +72,8 @@ def run_agree(args: argparse.Namespace) -> int:
         n_boot=args.n_boot,
         seed=args.seed,
         grid_method=args.grid_method,
+        min_region_area=args.min_region_area,
+        region_opening=args.region_opening,
     )
     mapping = parse_mapping(args.map)
     if args.cohort is not None:
@@ -138,11 +152,7 @@ def _cohort(args, options, mapping):
 
 def _write_consensus(report, path: Path) -> None:
     from napari_wsi_ml.agreement.consensus import consensus_annotations
-
-    try:
-        from napari_wsi_ml.annotations import write_asap
-    except ImportError:
-        from napari_wsi_ml.annotations.asap_xml import write_asap
+    from napari_wsi_ml.annotations import write_asap
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_asap(consensus_annotations(report.consensus_regions, slide=report.slide), path)
@@ -160,6 +170,7 @@ def format_summary(report) -> str:
         value = "n/a" if row["value"] is None else f"{row['value']:.3f}"
         ci = "" if row["ci_low"] is None else f"[{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
         lines.append(f"{row['scope']:<16}{row['metric']:<20}{row['pair']:<24}{value:>8}  {ci}")
+    lines += [f"warning: {w}" for w in report.warnings]
     lines += [f"note: {n}" for n in report.notes[:20]]
     if len(report.notes) > 20:
         lines.append(f"note: ... and {len(report.notes) - 20} more (see the JSON report)")

@@ -18,13 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_wsi_ml.errors import WsiMlError
+from napari_wsi_ml.errors import HeatmapError
 
 FORMAT_VERSION = 1
-
-
-class HeatmapError(WsiMlError):
-    """A heatmap file is corrupted, or a heatmap does not belong to the slide it is put on."""
 
 
 def _pair(value: float | Sequence[float], name: str) -> tuple[float, float]:
@@ -92,7 +88,7 @@ class Heatmap:
         return np.stack([xx, yy], axis=-1)
 
     def cell_centres_xy(self) -> np.ndarray:
-        """Level-0 ``(x, y)`` of every cell's centre (= its patch's centre), shape (rows, cols, 2)."""
+        """Level-0 ``(x, y)`` of each cell's centre (its patch's centre), shape (rows, cols, 2)."""
         return self.patch_origins_xy() + 0.5 * np.asarray(self.patch_size)
 
     def channel(self, name_or_index: str | int) -> np.ndarray:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import dask.array as da
 import numpy as np
@@ -10,6 +13,21 @@ import numpy as np
 from napari_wsi_ml.slide.geometry import LevelGeometry
 from napari_wsi_ml.slide.level_sources import TileSource
 from napari_wsi_ml.slide.tile_cache import TileCache
+from napari_wsi_ml.slide.tile_window import TileWindow
+
+_decoders: ThreadPoolExecutor | None = None
+_decoders_lock = threading.Lock()
+
+
+def _decoder_pool() -> ThreadPoolExecutor:
+    """The process-wide pool that decodes a window's missing tiles (codecs release the GIL)."""
+    global _decoders
+    with _decoders_lock:
+        if _decoders is None:
+            _decoders = ThreadPoolExecutor(
+                max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="slide-tiles"
+            )
+        return _decoders
 
 
 class CachedTiles:
@@ -31,16 +49,50 @@ class CachedTiles:
         key = (self._owner, level, col, row)
         tile = self.cache.get(key)
         if tile is None:
-            tile = self.cache.put(key, self._sources[level].read_tile(level, col, row))
+            tile = self._decode(key)
         return tile
 
+    def _decode(self, key: tuple[Hashable, int, int, int]) -> np.ndarray:
+        _, level, col, row = key
+        return self.cache.put(key, self._sources[level].read_tile(level, col, row))
 
-def level_array(tiles: CachedTiles, level: int, geometry: LevelGeometry, name: str) -> da.Array:
+    def window(self, level: int, geometry: LevelGeometry, rows: range, cols: range) -> np.ndarray:
+        """A new RGB array of the level pixels ``rows x cols`` (step-1 ranges inside the level).
+
+        The cached tiles are found under one cache lock and copied straight into the result;
+        the missing ones are decoded in parallel on a shared thread pool.
+        """
+        th, tw = geometry.tile_height, geometry.tile_width
+        grid = [
+            (col, row)
+            for row in range(rows.start // th, (rows.stop - 1) // th + 1)
+            for col in range(cols.start // tw, (cols.stop - 1) // tw + 1)
+        ]
+        keys = [(self._owner, level, col, row) for col, row in grid]
+        tiles = self.cache.get_many(keys)
+        missing = [i for i, tile in enumerate(tiles) if tile is None]
+        if missing:  # always on the pool: cached tiles then never share the caller's heap arena
+            decoded = _decoder_pool().map(self._decode, [keys[i] for i in missing])
+            for i, tile in zip(missing, decoded, strict=True):
+                tiles[i] = tile
+        out = np.empty((len(rows), len(cols), 3), dtype=np.uint8)
+        for (col, row), tile in zip(grid, tiles, strict=True):
+            y0, x0 = row * th, col * tw
+            ya, yb = max(y0, rows.start), min(y0 + th, rows.stop)
+            xa, xb = max(x0, cols.start), min(x0 + tw, cols.stop)
+            out[ya - rows.start : yb - rows.start, xa - cols.start : xb - cols.start] = tile[
+                ya - y0 : yb - y0, xa - x0 : xb - x0
+            ]
+        return out
+
+
+def level_array(tiles: CachedTiles, level: int, geometry: LevelGeometry, name: str) -> TileWindow:
     """A lazy ``(H, W, 3)`` uint8 dask array of one level, chunked on the tile grid.
 
     Built with ``map_blocks`` and an explicit name: the graph is one blockwise layer that is
     never materialised whole, so opening a 100k x 100k level costs well under a millisecond and
-    reading a viewport touches only the tasks of its tiles.
+    computing a region touches only the tasks of its tiles. Converting the level, or a plain
+    slice of it, to NumPy takes the direct path of :class:`TileWindow`.
     """
 
     def read_block(block_id: tuple[int, int, int] | None = None) -> np.ndarray:
@@ -49,10 +101,13 @@ def level_array(tiles: CachedTiles, level: int, geometry: LevelGeometry, name: s
         row, col, _ = block_id
         return tiles.tile(level, col, row)
 
-    return da.map_blocks(
+    blocks = da.map_blocks(
         read_block,
         chunks=geometry.chunks(),
         dtype=np.uint8,
         meta=np.empty((0, 0, 0), dtype=np.uint8),
         name=name,
+    )
+    return TileWindow.wrap(
+        blocks, tiles, level, geometry, range(geometry.height), range(geometry.width)
     )

@@ -65,6 +65,7 @@ def _rings_px(polygon: Polygon, x0: float, y0: float, downsample: float) -> tupl
     return [convert(polygon.exterior.coords)], [convert(r.coords) for r in polygon.interiors]
 
 
+_PAD = 2  # drawing margin: cv2 anti-aliases edges where it clips shapes at the canvas border
 _AA_GROWTH = 0.7  # cv2's anti-aliased fill grows shapes by about this many pixels
 _MEAN_H_ABSORPTION = 0.65  # typical optical density of one unit of haematoxylin
 
@@ -84,16 +85,17 @@ def _fill(
     polygons: list[Polygon], x0: int, y0: int, shape: tuple[int, int], d: float
 ) -> np.ndarray:
     """Anti-aliased coverage (float32 0–1) of the union of ``polygons`` on the target grid."""
-    canvas = np.zeros(shape, dtype=np.uint8)
+    canvas = np.zeros((shape[0] + 2 * _PAD, shape[1] + 2 * _PAD), dtype=np.uint8)
     for original in polygons:
         polygon = _eroded(original, _AA_GROWTH * d)
         if polygon is None:
             continue
-        exterior, holes = _rings_px(polygon, x0, y0, d)
+        exterior, holes = _rings_px(polygon, x0 - _PAD, y0 - _PAD, d)
         cv2.fillPoly(canvas, exterior, 255, cv2.LINE_AA, _SHIFT)
         if holes:
             cv2.fillPoly(canvas, holes, 0, cv2.LINE_AA, _SHIFT)
-    return canvas.astype(np.float32) * np.float32(1.0 / 255.0)
+    inner = canvas[_PAD:-_PAD, _PAD:-_PAD]
+    return inner.astype(np.float32) * np.float32(1.0 / 255.0)
 
 
 def _nuclei(
@@ -126,9 +128,9 @@ def _nuclei(
     shape = (len(ys), len(xs))
     if blend == 1:
         return np.full(shape, min(mean_dark, 1.0), dtype=np.float32)
-    canvas = np.zeros(shape, dtype=np.uint8)
+    canvas = np.zeros((shape[0] + 2 * _PAD, shape[1] + 2 * _PAD), dtype=np.uint8)
     reach = r_mean * (1 + pop.radius_spread) * np.sqrt(pop.aspect)
-    origin = (xs[0] - d / 2, ys[0] - d / 2)
+    origin = (xs[0] - d / 2 - _PAD * d, ys[0] - d / 2 - _PAD * d)
     fixed = float(1 << _SHIFT)
     for lattice in range(2):
         offset = lattice * s / 2
@@ -159,7 +161,7 @@ def _nuclei(
             ints.tolist(), angle[keep].tolist(), value[keep].tolist(), strict=True
         ):
             cv2.ellipse(canvas, (x0, y0), (ax, ay), theta, 0, 360, int(v), -1, cv2.LINE_AA, _SHIFT)
-    out = canvas.astype(np.float32) * np.float32(1 / 128)
+    out = canvas[_PAD:-_PAD, _PAD:-_PAD].astype(np.float32) * np.float32(1 / 128)
     return out if blend == 0 else (1 - blend) * out + blend * np.float32(min(mean_dark, 1.0))
 
 

@@ -120,13 +120,17 @@ def generate_alignment_slide(
 def generate_benchmark_slide(
     path: str | os.PathLike,
     *,
-    size: int = 50_000,
+    size: int = 50_176,
     seed: int = 0,
     downsample: int = 2,
     workers: int | None = None,
     on_tile: Callable[[int], None] | None = None,
 ) -> SlideTruth:
     """A large square slide for benchmarks, reused if ``path`` already holds the same one.
+
+    The default side, 50 176 = 49 × 1024, keeps every level's downsample an exact power of
+    ``downsample`` in OpenSlide (which derives downsamples from the level sizes). One tissue
+    section fills most of the slide, with a large tumour and a pen stroke.
 
     A sidecar ``<path>.json`` records the parameters; if it matches, nothing is rendered and the
     truth is rebuilt from the seed (cheap: no pixels).

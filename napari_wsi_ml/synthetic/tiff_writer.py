@@ -20,6 +20,7 @@ import imagecodecs
 import numpy as np
 import tifffile
 
+from napari_wsi_ml.errors import SaveError
 from napari_wsi_ml.synthetic.render import render_region
 from napari_wsi_ml.synthetic.scene import Scene
 
@@ -74,7 +75,7 @@ def _level_tiles(
     """
     cols, rows = math.ceil(dims[0] / TILE), math.ceil(dims[1] / TILE)
     blocks = [(r, c) for r in range(rows) for c in range(0, cols, BLOCK_TILES)]
-    glass: dict[int, bytes] = {}
+    glass: dict[str, bytes] = {}
 
     def encode(tile: np.ndarray) -> bytes:
         return imagecodecs.jpeg_encode(
@@ -86,10 +87,11 @@ def _level_tiles(
         n = min(BLOCK_TILES, cols - c)
         region = render_region(scene, c * TILE, r * TILE, n * TILE, TILE, downsample)
         if not region.flags.writeable:  # shared bare-glass array: encode one tile, once
-            if n not in glass:
-                glass[n] = encode(np.ascontiguousarray(region[:, :TILE]))
-            return [glass[n]] * n
-        return [encode(np.ascontiguousarray(region[:, k * TILE : (k + 1) * TILE])) for k in range(n)]
+            if "tile" not in glass:
+                glass["tile"] = encode(np.ascontiguousarray(region[:, :TILE]))
+            return [glass["tile"]] * n
+        tiles = (region[:, k * TILE : (k + 1) * TILE] for k in range(n))
+        return [encode(np.ascontiguousarray(tile)) for tile in tiles]
 
     for encoded in _ordered_map(render, blocks, workers, ahead=4 * workers):
         if on_tile is not None:
@@ -131,6 +133,9 @@ def write_svs(
 
     Returns:
         ``(w, h)`` of every level.
+
+    Raises:
+        SaveError: The file could not be written (no partial file is left behind).
     """
     if downsample not in (2, 4):
         raise ValueError(f"downsample must be 2 or 4, got {downsample}")
@@ -183,6 +188,11 @@ def write_svs(
                 **{**common, "resolutionunit": None},
             )
         os.replace(tmp, path)
+    except OSError as error:
+        raise SaveError(
+            f"Cannot write the synthetic slide {path}: {error.strerror or error}. "
+            "Choose a writable folder with enough free space."
+        ) from error
     finally:
         if tmp.exists():
             tmp.unlink()

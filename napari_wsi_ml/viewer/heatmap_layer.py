@@ -34,7 +34,7 @@ HEAT_COLORMAP = Colormap(
 
 
 def heatmap_contrast_limits(heatmap: Heatmap, channel: int) -> tuple[float, float]:
-    """``extra["value_range"]`` if the heatmap states one (e.g. probabilities), else the data range."""
+    """``extra["value_range"]`` if stated (e.g. probabilities), else the data range."""
     stated = heatmap.extra.get("value_range")
     if stated is not None:
         low, high = (float(v) for v in stated)  # type: ignore[union-attr]

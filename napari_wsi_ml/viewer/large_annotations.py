@@ -28,6 +28,7 @@ from napari_wsi_ml.annotations.model import AnnotationSet
 from napari_wsi_ml.annotations.spatial_index import AnnotationIndex, raster_size, rasterize
 from napari_wsi_ml.coords import image_translate, layer_scale
 from napari_wsi_ml.viewer.annotation_layers import annotation_layer_data, annotation_set_from_layer
+from napari_wsi_ml.viewer.slide_layer import layer_units
 
 if TYPE_CHECKING:
     import napari
@@ -36,17 +37,23 @@ if TYPE_CHECKING:
 
 VIEW_KEY = "napari_wsi_ml.annotation_view"  # Shapes layer metadata: its LargeAnnotationView
 INDEX_COLUMN = "annotation_index"  # feature: position in the full set, -1 for new shapes
-DEFAULT_MAX_LIVE_SHAPES = 5000
+DEFAULT_MAX_LIVE_SHAPES = 1000
 DEFAULT_OVERVIEW_MAX_SIDE = 2048
 DEBOUNCE_MS = 150
 _LAYER_EVENTS = ("data", "features", "edge_color", "face_color", "properties")
 
 
+def camera_of(viewer: napari.Viewer) -> Any:
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
 def visible_box_xy(viewer: napari.Viewer, mpp: Sequence[float] | None) -> tuple[float, ...]:
     """Level-0 ``(xmin, ymin, xmax, ymax)`` of what the canvas shows."""
     height, width = viewer.canvas.size
-    zoom = float(viewer.camera.zoom)
-    row, col = viewer.camera.center[-2:]
+    zoom = float(camera_of(viewer).zoom)
+    row, col = camera_of(viewer).center[-2:]
     scale_row, scale_col = layer_scale(mpp)
     half_w, half_h = width / (2.0 * zoom), height / (2.0 * zoom)
     return (
@@ -63,7 +70,7 @@ class LargeAnnotationView:
     Attributes:
         shapes_layer: The editable Shapes layer (every annotation when small, else the window).
         overview_layer: The overview Image layer, or None for a small set.
-        detail_layer: The screen-resolution Image layer, or None for a small set.
+        detail_layer: The screen-resolution Image layer, made when first needed, else None.
     """
 
     def __init__(
@@ -104,9 +111,6 @@ class LargeAnnotationView:
         self._overview_stale = False
         self.overview_layer = self._add_raster(self._render_overview(), self._overview_ds, (0, 0))
         self.overview_layer.name = f"{self._name} overview"
-        self.detail_layer = self._add_raster(np.zeros((1, 1, 4), np.uint8), 1.0, (0, 0))
-        self.detail_layer.name = f"{self._name} detail"
-        self.detail_layer.visible = False
         self.shapes_layer = self._add_shapes(self._subset(self._live_ids))
         self._connect_camera()
 
@@ -143,14 +147,15 @@ class LargeAnnotationView:
         """Stop following the camera (the layers stay)."""
         if self._timer is not None:
             self._timer.stop()
-            self._viewer.camera.events.center.disconnect(self._schedule)
-            self._viewer.camera.events.zoom.disconnect(self._schedule)
+            camera_of(self._viewer).events.center.disconnect(self._schedule)
+            camera_of(self._viewer).events.zoom.disconnect(self._schedule)
             self._timer = None
 
     # ---------------------------------------------------------------------------- live window
     def _show_window(self, box: Sequence[float], visible: np.ndarray) -> None:
         self.overview_layer.visible = False
-        self.detail_layer.visible = False
+        if self.detail_layer is not None:
+            self.detail_layer.visible = False
         ids = self._window_ids(box, visible)
         if np.array_equal(ids, np.sort(self._live_ids)):
             return
@@ -175,16 +180,25 @@ class LargeAnnotationView:
             self.overview_layer.data = self._render_overview()
             self._overview_stale = False
         self.overview_layer.visible = True
-        screen_ds = 1.0 / (float(self._viewer.camera.zoom) * layer_scale(self._mpp)[1])
+        screen_ds = 1.0 / (float(camera_of(self._viewer).zoom) * layer_scale(self._mpp)[1])
         if screen_ds >= self._overview_ds * 0.75:
-            self.detail_layer.visible = False
+            if self.detail_layer is not None:
+                self.detail_layer.visible = False
             return
         ds = max(1.0, screen_ds)
         origin = (max(0.0, box[0]), max(0.0, box[1]))
         far = (min(self._extent[0], box[2]), min(self._extent[1], box[3]))
         size = raster_size((far[0] - origin[0], far[1] - origin[1]), ds)
         raster = rasterize(self._index, origin_xy=origin, downsample=ds, size_wh=size, ids=visible)
-        self._place(self.detail_layer, raster, ds, origin)
+        if self.detail_layer is None:
+            self.detail_layer = self._add_raster(raster, ds, origin)
+            self.detail_layer.name = f"{self._name} detail"
+            self._viewer.layers.move(
+                self._viewer.layers.index(self.detail_layer),
+                self._viewer.layers.index(self.shapes_layer),
+            )
+        else:
+            self._place(self.detail_layer, raster, ds, origin)
         self.detail_layer.visible = True
 
     def _load(self, ids: np.ndarray) -> None:
@@ -269,7 +283,9 @@ class LargeAnnotationView:
         return layer
 
     def _add_raster(self, raster: np.ndarray, ds: float, origin: Sequence[float]) -> Image:
-        layer = self._viewer.add_image(raster, rgb=True, blending="translucent")
+        layer = self._viewer.add_image(
+            raster, rgb=True, blending="translucent", units=layer_units(self._mpp)
+        )
         self._place(layer, raster, ds, origin)
         return layer
 
@@ -304,8 +320,8 @@ class LargeAnnotationView:
         self._timer.setSingleShot(True)
         self._timer.setInterval(DEBOUNCE_MS)
         self._timer.timeout.connect(self.refresh)
-        self._viewer.camera.events.center.connect(self._schedule)
-        self._viewer.camera.events.zoom.connect(self._schedule)
+        camera_of(self._viewer).events.center.connect(self._schedule)
+        camera_of(self._viewer).events.zoom.connect(self._schedule)
 
     def _schedule(self, _event: Any = None) -> None:
         if self._timer is not None:
@@ -363,6 +379,7 @@ def add_annotation_set(
     Returns:
         The view; its ``annotation_set()`` is the full, edited set to save.
     """
+    first = len(viewer.layers) == 0
     view = LargeAnnotationView(
         viewer,
         annotation_set,
@@ -372,6 +389,8 @@ def add_annotation_set(
         max_live_shapes=max_live_shapes,
         extent_wh=extent_wh,
     )
+    if first:
+        viewer.reset_view()
     view.refresh()
     return view
 

@@ -98,7 +98,9 @@ def rater_layer_data(slide: Any, rater: str, path: Path, colour: str) -> LayerDa
 
     data, kwargs, layer_type = annotation_layer_for(slide, path)
     count = len(data)
-    edge = np.tile(np.array([int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)] + [1.0]), (count, 1))
+    edge = np.tile(
+        np.array([int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)] + [1.0]), (count, 1)
+    )
     mpp = slide.mpp[0] if slide.mpp is not None else 1.0
     kwargs.update(
         name=rater,

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 TISSUE_KIND = "tissue"
 TISSUE_COLOR = "#00c853"
+EDGE_FRACTION = 1 / 1000  # outline width as a fraction of the slide width: visible zoomed out
 
 
 def polygon_rings_xy(geometry: BaseGeometry) -> list[np.ndarray]:
@@ -49,7 +50,7 @@ def tissue_layer_data(
         "shape_type": "polygon",
         "edge_color": TISSUE_COLOR,
         "face_color": "transparent",
-        "edge_width": 2,
+        "edge_width": max(2.0, slide.level_dimensions[0][0] * EDGE_FRACTION),
         "scale": layer_scale(slide.mpp),
         "units": layer_units(slide.mpp),
         "metadata": {**slide_metadata(slide), KIND_KEY: TISSUE_KIND, "area_px": geometry.area},

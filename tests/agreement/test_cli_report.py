@@ -106,6 +106,25 @@ def test_agree_refuses_disjoint_classes_with_exit_2(rater_files, tmp_path, capsy
     assert "share no class" in err and "Tumour" in err
 
 
+def test_agree_warns_about_class_spellings_in_output_and_json(rater_files, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    alice, bob = map(str, rater_files[:2])
+    code = main(["agree", alice, bob, "--grid", "50", "--n-boot", "10", "--json", str(out)])
+    assert code == 0
+    stdout = capsys.readouterr().out
+    expected = (
+        "class names differ between raters 'alice' and 'bob': only 'alice' uses 'tumor'; "
+        "only 'bob' uses 'Tumour'"
+    )
+    assert f"warning: {expected}" in stdout
+    report = json.loads(out.read_text())
+    assert len(report["warnings"]) == 1 and report["warnings"][0].startswith(expected)
+    assert report["classes"] == ["Tumour", "stroma", "tumor"]
+    filters = report["disagreement"]
+    assert filters["min_area_px2"] == 2500 and filters["opening_px"] == 50 / 16
+    assert filters["count"] == len(report["disagreement_regions"])
+
+
 def test_agree_refuses_files_of_another_slide(rater_files, tmp_path, capsys):
     other = tmp_path / "case2.dave.xml"
     other.write_text(rater_files[0].read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import shapely
 from agreement_helpers import rater, square
 
 from napari_wsi_ml.agreement import parse_mapping, prepare_raters
@@ -98,3 +99,42 @@ def test_holes_with_fewer_than_three_points_are_ignored():
     )
     data = prepare_raters([rater("A", ann), rater("B", square(0, 0, 10))])
     assert data.raters[0].region("tumor").area == pytest.approx(100)
+
+
+def test_class_spelling_mismatch_goes_on_with_a_warning_listing_both_sides():
+    a = rater("A", square(0, 0, 10, "tumor"), square(20, 0, 10, "stroma"))
+    b = rater("B", square(0, 0, 10, "Tumour"), square(20, 0, 10, "stroma"))
+    c = rater("C", square(0, 0, 10, "tumor"), square(20, 0, 10, "stroma"))
+    data = prepare_raters([a, b, c])
+    assert data.classes == ["Tumour", "stroma", "tumor"]
+    assert len(data.warnings) == 2  # A vs B and B vs C; A and C agree
+    first = data.warnings[0]
+    assert "'A' and 'B'" in first
+    assert "only 'A' uses 'tumor'" in first and "only 'B' uses 'Tumour'" in first
+    assert "--map Tumour=tumor" in first  # the name most raters use is the canonical one
+    assert "--map Tumour=tumor" in data.warnings[1]
+    assert prepare_raters([a, b, c], mapping={"Tumour": "tumor"}).warnings == []
+
+
+def test_spline_region_is_its_smooth_curve_not_the_control_polygon():
+    from napari_wsi_ml.annotations import outline
+
+    corners = [[0, 0], [100, 0], [100, 100], [0, 100]]
+    spline = Annotation("s", "Spline", corners, group="tumor")
+    data = prepare_raters([rater("A", spline), rater("B", square(0, 0, 100))])
+    curve_area = shapely.Polygon(outline(spline)).area
+    assert data.raters[0].region("tumor").area == pytest.approx(curve_area)
+    assert abs(curve_area - 10_000) > 100  # the curve bulges out of the control square
+
+
+def test_rater_files_in_any_format(tmp_path):
+    from napari_wsi_ml.agreement import read_rater_files
+    from napari_wsi_ml.annotations import write_asap, write_geojson
+
+    write_geojson(rater(None, square(0, 0, 100)), tmp_path / "case1.alice.geojson")
+    write_asap(rater(None, square(50, 0, 100)), tmp_path / "case1.bob.xml")
+    sets = read_rater_files([tmp_path / "case1.alice.geojson", tmp_path / "case1.bob.xml"])
+    assert [s.rater for s in sets] == ["alice", "bob"]
+    data = prepare_raters(sets, sources=["case1.alice.geojson", "case1.bob.xml"])
+    assert data.raters[0].region("tumor").area == pytest.approx(10_000)
+    assert data.pair_pieces(0, 1, "tumor")[2][0].area == pytest.approx(5_000)

@@ -77,7 +77,7 @@ def test_raster_pixels_cover_the_polygon() -> None:
     expected = np.zeros((12, 20), dtype=bool)
     expected[4:6, 5:7] = True
     np.testing.assert_array_equal(fill[..., 3] > 0, expected)
-    assert tuple(fill[4, 5]) == (0, 255, 0, 90)
+    assert tuple(fill[4, 5]) == (0, 255, 0, 120)
     outlined = rasterize(index, **where)
     assert np.array_equal(outlined[..., 3] > 0, expected)
     assert tuple(outlined[4, 5]) == (0, 255, 0, 255)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DENSE_BOX_XY, SYNTH_MPP, TISSUE_BOX_XY
 from qtpy.QtWidgets import QApplication
+from viewer_slides import DENSE_BOX_XY, SLIDES_DIR, SYNTH_MPP, TISSUE_BOX_XY
 
 pytestmark = pytest.mark.gui
 
@@ -39,7 +39,9 @@ def test_heatmap_cells_land_on_their_patches(make_napari_viewer, synthetic_slide
     values = heatmap.channel(0)
     hot = values > np.nanpercentile(values, 90)
     hot_xy = centres[hot]
-    assert (hot_xy[:, 0] >= DENSE_BOX_XY[0] - 256).all() and (hot_xy[:, 0] <= DENSE_BOX_XY[2] + 256).all()
+    assert (hot_xy[:, 0] >= DENSE_BOX_XY[0] - 256).all() and (
+        hot_xy[:, 0] <= DENSE_BOX_XY[2] + 256
+    ).all()
     glass = centres[..., 0] > TISSUE_BOX_XY[2] + 256
     assert np.all(layer.data[glass] == layer.contrast_limits[0])
     assert layer.colormap.map(np.array([0.0]))[0, 3] == 0.0  # lowest value fully transparent
@@ -49,11 +51,11 @@ def test_heatmap_of_another_slide_is_refused(synthetic_slide: Path) -> None:
     from napari_wsi_ml.inference import HeatmapError, hematoxylin_density_heatmap
     from napari_wsi_ml.slide import open_slide
     from napari_wsi_ml.viewer.heatmap_layer import heatmap_layer_data
-    from tests.conftest import SLIDES_DIR
 
-    with open_slide(synthetic_slide) as slide, open_slide(
-        SLIDES_DIR / "cmu-1-small-region.svs"
-    ) as other:
+    with (
+        open_slide(synthetic_slide) as slide,
+        open_slide(SLIDES_DIR / "cmu-1-small-region.svs") as other,
+    ):
         heatmap = hematoxylin_density_heatmap(slide, 512)
         with pytest.raises(HeatmapError, match="another slide"):
             heatmap_layer_data(heatmap, other)

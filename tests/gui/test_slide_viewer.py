@@ -6,10 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DENSE_BOX_XY, SYNTH_MPP, SYNTH_SIZE, TISSUE_BOX_XY, write_synthetic_slide
 from qtpy.QtWidgets import QApplication
-
-from tests.conftest import SLIDES_DIR
+from viewer_slides import (
+    DENSE_BOX_XY,
+    SLIDES_DIR,
+    SYNTH_MPP,
+    SYNTH_SIZE,
+    TISSUE_BOX_XY,
+    write_synthetic_slide,
+)
 
 pytestmark = pytest.mark.gui
 

@@ -81,7 +81,7 @@ def test_pickled_payload_is_refused(tmp_path: Path) -> None:
 
 
 def test_other_slide_is_refused() -> None:
-    with pytest.raises(HeatmapError, match="another slide.*refusing"):
+    with pytest.raises(HeatmapError, match=r"another slide.*refusing"):
         make_heatmap().check_slide("ffff0000", "CMU-1")
     make_heatmap().check_slide("abc123")
 
@@ -119,5 +119,7 @@ def test_hematoxylin_density_lands_on_the_dense_region(odd_pyramid_tiff: Path, s
     centres = heatmap.cell_centres_xy()
     hot = np.nan_to_num(values) > (values[dense].min() + values[stroma].max()) / 2
     centroid = centres[hot].mean(axis=0)
-    expected = np.array([(DENSE_BOX_XY[0] + DENSE_BOX_XY[2]) / 2, (DENSE_BOX_XY[1] + DENSE_BOX_XY[3]) / 2])
+    expected = np.array(
+        [(DENSE_BOX_XY[0] + DENSE_BOX_XY[2]) / 2, (DENSE_BOX_XY[1] + DENSE_BOX_XY[3]) / 2]
+    )
     assert np.abs(centroid - expected).max() <= patch / 2

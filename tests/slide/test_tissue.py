@@ -39,17 +39,20 @@ def drawn_slide(tmp_path_factory: pytest.TempPathFactory, write_slide) -> tuple[
         cv2.fillPoly(tissue, [np.round(np.asarray(polygon.exterior.coords)).astype(np.int32)], 1)
         for hole in polygon.interiors:
             cv2.fillPoly(tissue, [np.round(np.asarray(hole.coords)).astype(np.int32)], 0)
+    # H&E grain varies over ~4 px: drawn at quarter size and enlarged (uint8 throughout).
     grain = rng.normal(0, 20, (height // 4, width // 4, 1)).astype(np.float32)
-    grain = cv2.resize(grain, (width, height))[..., None]
-    rgb = np.full((height, width, 3), 243, np.float32) + rng.normal(0, 2, (height, width, 1))
     he = np.array([215, 140, 185], np.float32) + grain * np.array([1, 1.2, 0.6], np.float32)
-    rgb = np.where(tissue[..., None] > 0, he, rgb)
+    he = cv2.resize(np.clip(he, 0, 255).astype(np.uint8), (width, height))
+    glass = np.clip(rng.normal(243, 2, (500, 500)), 0, 255).astype(np.uint8)  # glass noise
+    rgb = np.empty((height, width, 3), np.uint8)
+    rgb[:] = np.tile(glass, (height // 500, width // 500))[..., None]
+    np.copyto(rgb, he, where=tissue[..., None].astype(bool))
     for _ in range(40):  # faint dust specks on the background
         x, y = int(rng.integers(0, width)), int(rng.integers(3300, height))
         cv2.circle(rgb, (x, y), int(rng.integers(3, 12)), (185, 180, 175), -1)
     cv2.line(rgb, (3300, 3600), (5800, 2900), (40, 60, 170), 60)  # blue marker on glass
     path = tmp_path_factory.mktemp("tissue") / "drawn.svs"
-    write_slide(path, np.clip(rgb, 0, 255).astype(np.uint8), (1, 4, 16), mpp=1.0)
+    write_slide(path, rgb, (1, 4, 16), mpp=1.0)
     return path, truth
 
 

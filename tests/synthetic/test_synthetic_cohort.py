@@ -91,3 +91,11 @@ def test_cli_rejects_bad_arguments(tmp_path, args):
     with pytest.raises(SystemExit) as exit_info:
         main(["sample-data", str(tmp_path), *args])
     assert exit_info.value.code == 2
+
+
+def test_cli_reports_an_unwritable_folder_in_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["sample-data", str(blocker / "out"), "--slides", "1", "--size", "512"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("napari-wsi-ml: error: Cannot create") and "Traceback" not in err

@@ -33,7 +33,9 @@ def _iou(a, b) -> float:
     return a.intersection(b).area / a.union(b).area
 
 
-EXACT = RaterProfile("exact", jitter_um=0, bias_um=0, miss_small=0, false_positives=0)
+EXACT = RaterProfile(
+    "exact", jitter_um=0, bias_um=0, miss_small=0, false_positives=0, vertex_spacing_um=2
+)
 
 
 def test_truth_has_one_large_and_two_small_lesions():

@@ -8,14 +8,21 @@ import cv2
 import numpy as np
 import openslide
 import pytest
-from shapely.geometry import Polygon
+from shapely.affinity import translate
+from shapely.geometry import box
 
 from napari_wsi_ml.synthetic import generate_slide
 
 
-def _level_pixels(path, level: int) -> np.ndarray:
+def _level_pixels(path, level: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """RGB of a level, or of the level-0 box ``(x0, y0, x1, y1)`` read at that level."""
     with openslide.OpenSlide(str(path)) as slide:
-        region = slide.read_region((0, 0), level, slide.level_dimensions[level])
+        if box is None:
+            region = slide.read_region((0, 0), level, slide.level_dimensions[level])
+        else:
+            d = slide.level_downsamples[level]
+            size = (round((box[2] - box[0]) / d), round((box[3] - box[1]) / d))
+            region = slide.read_region(box[:2], level, size)
     return np.asarray(region.convert("RGB"))
 
 
@@ -67,34 +74,31 @@ def test_same_seed_same_pixels_and_polygons_other_seed_differs(tmp_path):
     assert not a.tissue.equals(c.tissue)
 
 
-def _band_masks(polygon: Polygon, downsample: float, shape: tuple[int, int], width: float):
-    """Masks of a band just inside and just outside ``polygon`` at a level (pixel centres)."""
-    masks = []
-    for band in (
-        polygon.difference(polygon.buffer(-width)),
-        polygon.buffer(width).difference(polygon),
-    ):
-        mask = np.zeros(shape, dtype=np.uint8)
-        for part in getattr(band, "geoms", [band]):
-            rings = [np.asarray(part.exterior.coords)] + [
-                np.asarray(r.coords) for r in part.interiors
-            ]
-            pts = [np.round((r / downsample - 0.5) * 16).astype(np.int32) for r in rings]
-            cv2.fillPoly(mask, pts, 1, cv2.LINE_8, 4)
-        masks.append(mask.astype(bool))
-    return masks
+def _mask(geometry, downsample: float, shape: tuple[int, int]) -> np.ndarray:
+    """Pixels of a level whose centres lie in ``geometry`` (level-0 coordinates)."""
+    mask = np.zeros(shape, dtype=np.uint8)
+    for part in getattr(geometry, "geoms", [geometry]):
+        rings = [np.asarray(part.exterior.coords)] + [np.asarray(r.coords) for r in part.interiors]
+        pts = [np.round((r / downsample - 0.5) * 16).astype(np.int32) for r in rings]
+        cv2.fillPoly(mask, pts, 1, cv2.LINE_8, 4)
+    return mask.astype(bool)
 
 
 @pytest.mark.parametrize("level", [0, 1, 2])
 def test_truth_polygon_sits_on_tumour_texture_at_every_level(synthetic_alignment_slide, level):
     truth = synthetic_alignment_slide
     d = truth.downsample**level
-    pixels = _level_pixels(truth.path, level).astype(np.float32)
-    darkness = 255 - pixels.mean(axis=2)
     tumour = truth.lesions[0].polygon
-    inside, outside = _band_masks(tumour, d, darkness.shape, width=6 * d)
-    stroma = truth.tissue.buffer(-8 * d).difference(tumour.buffer(8 * d))
-    stroma_mask, _ = _band_masks(stroma, d, darkness.shape, width=1e9)
+    x0, y0, x1, y1 = (int(v) // 64 * 64 for v in tumour.buffer(80 * d).bounds)
+    pixels = _level_pixels(truth.path, level, (x0, y0, x1 + 64, y1 + 64)).astype(np.float32)
+    darkness = 255 - pixels.mean(axis=2)
+    shift = (-x0, -y0)
+    tumour = translate(tumour, *shift)
+    inside = _mask(tumour.difference(tumour.buffer(-6 * d)), d, darkness.shape)
+    outside = _mask(tumour.buffer(6 * d).difference(tumour), d, darkness.shape)
+    frame = box(0, 0, x1 - x0, y1 - y0)
+    stroma = translate(truth.tissue, *shift).intersection(frame).buffer(-8 * d)
+    stroma_mask = _mask(stroma.difference(tumour.buffer(8 * d)), d, darkness.shape)
     # A band 6 level pixels wide just inside the polygon is clearly darker than the band just
     # outside it, which looks like the rest of the stroma; a level misaligned by a few pixels
     # would blur the two bands together.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from napari_wsi_ml.annotations.model import AnnotationSet
+from napari_wsi_ml.annotations.model import Annotation, AnnotationSet
 
 
 @dataclass(frozen=True)
@@ -31,21 +31,45 @@ class ClassStatistics:
         return None if self.area_um2 is None else self.area_um2 / 1e6
 
 
+class AreaCache:
+    """Areas of annotations already measured, by object: a set's statistics computed again after
+    a few edits measure only the annotations that are new objects (edits make new ones)."""
+
+    def __init__(self) -> None:
+        self._areas: dict[int, tuple[Annotation, float]] = {}
+
+    def areas(self, annotations: Sequence[Annotation]) -> list[float]:
+        """Area in level-0 px² of each annotation; forgets annotations not asked for."""
+        from napari_wsi_ml.annotations.geometry import area_px2
+
+        known, kept, result = self._areas, {}, []
+        for annotation in annotations:
+            entry = known.get(id(annotation))
+            if entry is None or entry[0] is not annotation:
+                entry = (annotation, area_px2(annotation))
+            kept[id(annotation)] = entry
+            result.append(entry[1])
+        self._areas = kept
+        return result
+
+
 def class_statistics(
-    annotation_set: AnnotationSet, mpp: Sequence[float] | None
+    annotation_set: AnnotationSet,
+    mpp: Sequence[float] | None,
+    cache: AreaCache | None = None,
 ) -> dict[str, ClassStatistics]:
     """Statistics of every class of ``annotation_set`` (unused classes count 0), by name.
 
-    Annotations without a class are listed under ``""``.
+    Annotations without a class are listed under ``""``. With a ``cache``, annotations measured
+    by an earlier call are not measured again (their coordinates must not have changed in place).
     """
-    from napari_wsi_ml.annotations.geometry import area_px2
-
     counts: dict[str, int] = dict.fromkeys(annotation_set.class_names, 0)
     areas: dict[str, float] = dict.fromkeys(annotation_set.class_names, 0.0)
-    for annotation in annotation_set:
+    measured = (cache or AreaCache()).areas(annotation_set.annotations)
+    for annotation, area in zip(annotation_set, measured, strict=True):
         name = annotation.group or ""
         counts[name] = counts.get(name, 0) + 1
-        areas[name] = areas.get(name, 0.0) + area_px2(annotation)
+        areas[name] = areas.get(name, 0.0) + area
     pixel_um2 = None if mpp is None else float(mpp[0]) * float(mpp[1])
     return {
         name: ClassStatistics(

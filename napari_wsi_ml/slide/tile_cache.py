@@ -58,16 +58,18 @@ class TileCache:
             return tile
 
     def get_many(self, keys: list[Hashable]) -> list[np.ndarray | None]:
-        """The cached arrays for ``keys`` (None where absent), looked up under one lock."""
+        """The cached arrays for ``keys`` (None where absent), looked up under one lock.
+
+        Only hits are counted: the caller fetches the absent keys with :meth:`get`, which
+        counts each miss once.
+        """
         with self._lock:
             entries = self._entries
             found = [entries.get(key) for key in keys]
             for key, tile in zip(keys, found, strict=True):
                 if tile is not None:
                     entries.move_to_end(key)
-            hits = sum(tile is not None for tile in found)
-            self.hits += hits
-            self.misses += len(keys) - hits
+                    self.hits += 1
         return found
 
     def put(self, key: Hashable, tile: np.ndarray) -> np.ndarray:

@@ -37,7 +37,11 @@ def set_layer_groups(layer: Shapes, groups: Sequence[Group]) -> None:
 def set_drawing_class(layer: Shapes, group: Group) -> None:
     """Make shapes drawn from now on take ``group``'s name and colour."""
     defaults = {"class": group.name, "name": "", "type": "", "xy": b"", "holes": b"", "extra": ""}
-    layer.feature_defaults = {c: defaults.get(c, "") for c in layer.features.columns}
+    current = layer.feature_defaults
+    kept = current.iloc[0].to_dict() if len(current) else {}  # other columns keep their default
+    layer.feature_defaults = {
+        c: defaults[c] if c in defaults else kept.get(c, "") for c in layer.features.columns
+    }
     layer.current_edge_color = group.color
     layer.current_face_color = hex_to_rgba(group.color, FACE_ALPHA)
 

@@ -51,6 +51,7 @@ FACE_ALPHA = 0.25
 ELLIPSE_VERTICES = 64
 DEFAULT_DOT_RADIUS_UM = 4.0
 UNKNOWN_MPP_DOT_RADIUS_PX = 8.0
+VIEW_KEY = "napari_wsi_ml.annotation_view"  # metadata: the view that shows a windowed layer
 
 LayerDataTuple = tuple[list[np.ndarray], dict[str, Any], str]
 
@@ -328,6 +329,60 @@ def annotation_set_from_layer(
         if annotation.group is not None and annotation.group not in result.groups:
             result.groups[annotation.group] = Group(annotation.group, color=annotation.color)
     return result
+
+
+def annotation_set_of_layer(
+    layer_or_data: Any,
+    attributes: dict[str, Any] | None = None,
+    *,
+    rater: str | None = None,
+) -> AnnotationSet:
+    """Every annotation of an annotation layer: what to save, count or compare.
+
+    A very large set is shown as a live window of the annotations in view
+    (:mod:`napari_wsi_ml.viewer.large_annotations`); for such a layer this is the whole set with
+    the window's edits merged in, where :func:`annotation_set_from_layer` would give only the
+    window. For any other layer the two are the same.
+
+    Args:
+        layer_or_data: A Shapes layer, a layer-data tuple, or a layer's data when ``attributes``
+            is given (napari writer signature).
+        attributes: The layer's attributes (``layer._get_state()``) when ``layer_or_data`` is data.
+        rater: Overrides the rater kept in the layer's metadata.
+
+    Returns:
+        A new AnnotationSet (its annotation objects may be shared with the view: copy them
+        before changing them).
+    """
+    view = _view_behind(layer_or_data, attributes)
+    if view is None:
+        return annotation_set_from_layer(layer_or_data, attributes, rater=rater)
+    full = view.annotation_set()
+    metadata = view.shapes_layer.metadata
+    return AnnotationSet(
+        annotations=list(full.annotations),
+        groups=dict(full.groups),
+        rater=rater if rater is not None else metadata.get("rater") or full.rater,
+        slide=full.slide if full.slide is not None else metadata.get("slide_path"),
+        skipped=list(full.skipped),
+        notes=list(full.notes),
+    )
+
+
+def _view_behind(layer_or_data: Any, attributes: dict[str, Any] | None) -> Any:
+    """The view whose Shapes layer this is (or whose layer gave these attributes), else None."""
+    if attributes is None and hasattr(layer_or_data, "metadata"):
+        metadata = layer_or_data.metadata
+    elif attributes is not None:
+        metadata = attributes.get("metadata")
+    elif isinstance(layer_or_data, tuple) and len(layer_or_data) > 1:
+        metadata = layer_or_data[1].get("metadata")
+    else:
+        metadata = None
+    view = (metadata or {}).get(VIEW_KEY)
+    layer = getattr(view, "shapes_layer", None)
+    # A duplicated layer shares the dict's values but not the dict: it is not the view's layer.
+    return view if layer is not None and layer.metadata is metadata else None
 
 
 def _extra(text: Any) -> dict[str, object]:

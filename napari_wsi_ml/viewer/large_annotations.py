@@ -14,10 +14,15 @@ zoom, which takes seconds for 100 000 polygons. A large set is therefore shown a
   :meth:`LargeAnnotationView.annotation_set` answers, so saving writes every annotation.
 
 The window follows the camera (debounced); :meth:`LargeAnnotationView.refresh` does it at once.
+The rasters are shown only while the Shapes layer is visible, and leave with it when it is removed.
+Classes are renamed and recoloured in the whole set through the view (:meth:`rename_class`,
+:meth:`recolor_class`). Whatever saves, counts or compares annotations asks for the whole set with
+:func:`~napari_wsi_ml.viewer.annotation_layers.annotation_set_of_layer`.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -27,20 +32,51 @@ import numpy as np
 from napari_wsi_ml.annotations.model import AnnotationSet
 from napari_wsi_ml.annotations.spatial_index import AnnotationIndex, raster_size, rasterize
 from napari_wsi_ml.coords import image_translate, layer_scale
-from napari_wsi_ml.viewer.annotation_layers import annotation_layer_data, annotation_set_from_layer
-from napari_wsi_ml.viewer.slide_layer import layer_units
+from napari_wsi_ml.viewer import annotation_classes as classes
+from napari_wsi_ml.viewer.annotation_layers import (
+    VIEW_KEY,
+    annotation_layer_data,
+    annotation_set_from_layer,
+    annotation_set_of_layer,
+    groups_from_metadata,
+)
+from napari_wsi_ml.viewer.slide_layer import FINGERPRINT_KEY, KIND_KEY, layer_units
 
 if TYPE_CHECKING:
     import napari
     import pandas as pd
     from napari.layers import Image, Shapes
 
-VIEW_KEY = "napari_wsi_ml.annotation_view"  # Shapes layer metadata: its LargeAnnotationView
 INDEX_COLUMN = "annotation_index"  # feature: position in the full set, -1 for new shapes
-DEFAULT_MAX_LIVE_SHAPES = 1000
+RASTER_KIND = "annotation_raster"  # KIND_KEY of the overview and detail layers
+# Most live shapes by default: napari's compiled triangulation (bermuda) fills a Shapes layer
+# several times faster than its Python fallback (docs/benchmarks/annotations-display.md).
+MAX_LIVE_SHAPES_COMPILED = 2500
+MAX_LIVE_SHAPES_PYTHON = 1000
 DEFAULT_OVERVIEW_MAX_SIDE = 2048
 DEBOUNCE_MS = 150
 _LAYER_EVENTS = ("data", "features", "edge_color", "face_color", "properties")
+
+
+def compiled_triangulation() -> bool:
+    """Whether napari triangulates shapes with its compiled ``bermuda`` backend."""
+    if importlib.util.find_spec("bermuda") is None:
+        return False
+    from napari.utils.triangulation_backend import TriangulationBackend, get_backend
+
+    return get_backend() in (TriangulationBackend.bermuda, TriangulationBackend.fastest_available)
+
+
+def default_max_live_shapes() -> int:
+    """How many annotations a live Shapes window holds by default, for napari's triangulation."""
+    return MAX_LIVE_SHAPES_COMPILED if compiled_triangulation() else MAX_LIVE_SHAPES_PYTHON
+
+
+def view_of(layer: Any) -> LargeAnnotationView | None:
+    """The view showing ``layer`` (a Shapes layer made by :func:`add_annotation_set`), or None."""
+    metadata = getattr(layer, "metadata", None) or {}
+    view = metadata.get(VIEW_KEY)
+    return view if isinstance(view, LargeAnnotationView) and view.shapes_layer is layer else None
 
 
 def camera_of(viewer: napari.Viewer) -> Any:
@@ -81,16 +117,20 @@ class LargeAnnotationView:
         mpp: Sequence[float] | None,
         rater: str | None = None,
         name: str | None = None,
-        max_live_shapes: int = DEFAULT_MAX_LIVE_SHAPES,
+        max_live_shapes: int | None = None,
         extent_wh: Sequence[float] | None = None,
         overview_max_side: int = DEFAULT_OVERVIEW_MAX_SIDE,
         margin: float = 0.5,
+        layer_metadata: dict[str, Any] | None = None,
     ) -> None:
         self._viewer = viewer
         self._set = annotation_set
         self._mpp = mpp
         self._rater = rater if rater is not None else annotation_set.rater
         self._name = name or self._rater or "annotations"
+        self._layer_metadata = dict(layer_metadata or {})
+        if max_live_shapes is None:
+            max_live_shapes = default_max_live_shapes()
         self.max_live_shapes = int(max_live_shapes)
         self._margin = float(margin)
         self._dirty = False
@@ -112,6 +152,8 @@ class LargeAnnotationView:
         self.overview_layer = self._add_raster(self._render_overview(), self._overview_ds, (0, 0))
         self.overview_layer.name = f"{self._name} overview"
         self.shapes_layer = self._add_shapes(self._subset(self._live_ids))
+        self.shapes_layer.events.visible.connect(self._on_visible)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
         self._connect_camera()
 
     # ----------------------------------------------------------------------------- public API
@@ -125,12 +167,62 @@ class LargeAnnotationView:
         """Whether the Shapes layer holds the (windowed) annotations rather than the overview."""
         return not self.is_large or not self.overview_layer.visible
 
+    @property
+    def loading(self) -> bool:
+        """Whether the view is refilling the Shapes layer (its events then are not edits)."""
+        return self._loading_depth > 0
+
     def annotation_set(self) -> AnnotationSet:
-        """The full AnnotationSet, with every edit made in the Shapes layer merged in."""
+        """The full AnnotationSet, with every edit made in the Shapes layer merged in.
+
+        For a large set this is the view's own set, edited in place as the window moves.
+        """
         if not self.is_large:
             return annotation_set_from_layer(self.shapes_layer, rater=self._rater)
         self._merge()
+        for group in groups_from_metadata(self.shapes_layer.metadata).values():
+            self._set.groups[group.name] = group  # classes added or edited in the layer
         return self._set
+
+    def rename_class(self, old: str, new: str) -> int:
+        """Rename class ``old`` to ``new`` in the whole set and the window; returns how many."""
+        if not self.is_large:
+            return classes.rename_class(self.shapes_layer, old, new)
+        self._merge()
+        count = 0
+        for annotation in self._set.annotations:
+            if annotation.group == old:
+                annotation.group = new
+                count += 1
+        groups = {}
+        for name, group in self._set.groups.items():
+            group.name = new if name == old else group.name
+            group.parent = new if group.parent == old else group.parent
+            groups[group.name] = group
+        self._set.groups = groups
+        with self._loading():
+            classes.rename_class(self.shapes_layer, old, new)
+        return count
+
+    def recolor_class(self, name: str, color: str) -> int:
+        """Give class ``name`` ``color`` in the whole set, the window and the rasters."""
+        if not self.is_large:
+            return classes.recolor_class(self.shapes_layer, name, color)
+        self._merge()
+        count = 0
+        for annotation in self._set.annotations:
+            if annotation.group == name:
+                annotation.color = color
+                count += 1
+        if name in self._set.groups:
+            self._set.groups[name].color = color
+        with self._loading():
+            classes.recolor_class(self.shapes_layer, name, color)
+        self._index = AnnotationIndex(self._set)
+        self._overview_stale = True
+        if not self.is_live:
+            self.refresh()
+        return count
 
     def refresh(self) -> None:
         """Fit the layers to the current camera now: live shapes, detail raster or overview."""
@@ -149,6 +241,7 @@ class LargeAnnotationView:
             self._timer.stop()
             camera_of(self._viewer).events.center.disconnect(self._schedule)
             camera_of(self._viewer).events.zoom.disconnect(self._schedule)
+            self._viewer.layers.events.removed.disconnect(self._on_layer_removed)
             self._timer = None
 
     # ---------------------------------------------------------------------------- live window
@@ -179,7 +272,7 @@ class LargeAnnotationView:
         if self._overview_stale:
             self.overview_layer.data = self._render_overview()
             self._overview_stale = False
-        self.overview_layer.visible = True
+        self.overview_layer.visible = self.shapes_layer.visible
         screen_ds = 1.0 / (float(camera_of(self._viewer).zoom) * layer_scale(self._mpp)[1])
         if screen_ds >= self._overview_ds * 0.75:
             if self.detail_layer is not None:
@@ -199,7 +292,7 @@ class LargeAnnotationView:
             )
         else:
             self._place(self.detail_layer, raster, ds, origin)
-        self.detail_layer.visible = True
+        self.detail_layer.visible = self.shapes_layer.visible
 
     def _load(self, ids: np.ndarray) -> None:
         """Put the annotations ``ids`` (positions in the full set) into the Shapes layer."""
@@ -273,6 +366,7 @@ class LargeAnnotationView:
         data, kwargs, layer_type = annotation_layer_data(
             subset, mpp=self._mpp, rater=self._rater, name=self._name
         )
+        kwargs["metadata"].update(self._layer_metadata)
         if self.is_large:
             kwargs["features"] = _feature_frame(kwargs["features"], np.zeros(0, np.int64))
             kwargs["feature_defaults"] = {**_column_defaults(kwargs["features"]), INDEX_COLUMN: -1}
@@ -283,8 +377,17 @@ class LargeAnnotationView:
         return layer
 
     def _add_raster(self, raster: np.ndarray, ds: float, origin: Sequence[float]) -> Image:
+        metadata = {
+            KIND_KEY: RASTER_KIND,
+            "rater": self._rater,
+            FINGERPRINT_KEY: self._layer_metadata.get(FINGERPRINT_KEY),
+        }
         layer = self._viewer.add_image(
-            raster, rgb=True, blending="translucent", units=layer_units(self._mpp)
+            raster,
+            rgb=True,
+            blending="translucent",
+            units=layer_units(self._mpp),
+            metadata=metadata,
         )
         self._place(layer, raster, ds, origin)
         return layer
@@ -327,6 +430,24 @@ class LargeAnnotationView:
         if self._timer is not None:
             self._timer.start()
 
+    def _on_visible(self, _event: Any = None) -> None:
+        """Hide the rasters with the Shapes layer; show what the camera needs with it."""
+        if self.shapes_layer.visible:
+            self.refresh()
+            return
+        for layer in (self.overview_layer, self.detail_layer):
+            if layer is not None:
+                layer.visible = False
+
+    def _on_layer_removed(self, event: Any) -> None:
+        """Removing the Shapes layer removes the rasters and stops the view."""
+        if event.value is not self.shapes_layer:
+            return
+        self.close()
+        for layer in (self.overview_layer, self.detail_layer):
+            if layer is not None and layer in self._viewer.layers:
+                self._viewer.layers.remove(layer)
+
     def _on_layer_edit(self, _event: Any = None) -> None:
         if self._loading_depth == 0:
             self._dirty = True
@@ -361,8 +482,11 @@ def add_annotation_set(
     mpp: Sequence[float] | None,
     rater: str | None = None,
     name: str | None = None,
-    max_live_shapes: int = DEFAULT_MAX_LIVE_SHAPES,
+    max_live_shapes: int | None = None,
     extent_wh: Sequence[float] | None = None,
+    slide_path: str | None = None,
+    slide_fingerprint: str | None = None,
+    source_file: str | None = None,
 ) -> LargeAnnotationView:
     """Show ``annotation_set`` in ``viewer``: plain Shapes up to ``max_live_shapes`` annotations,
     else an overview raster plus editable Shapes for what is in view.
@@ -373,13 +497,20 @@ def add_annotation_set(
         mpp: The slide's µm per level-0 pixel (x, y), or None when unknown.
         rater: Whose annotations (layer name), defaults to ``annotation_set.rater``.
         name: Layer name, defaults to the rater.
-        max_live_shapes: Most annotations held by the Shapes layer at once.
+        max_live_shapes: Most annotations held by the Shapes layer at once; None for
+            :func:`default_max_live_shapes`.
         extent_wh: The slide's level-0 (width, height); defaults to the annotations' extent.
+        slide_path: Path of the slide, kept in the layer's metadata.
+        slide_fingerprint: The slide's fingerprint, kept in the layers' metadata.
+        source_file: The file the annotations were read from, kept in the metadata.
 
     Returns:
         The view; its ``annotation_set()`` is the full, edited set to save.
     """
     first = len(viewer.layers) == 0
+    metadata = {"source_file": source_file, FINGERPRINT_KEY: slide_fingerprint}
+    if slide_path is not None:
+        metadata["slide_path"] = slide_path
     view = LargeAnnotationView(
         viewer,
         annotation_set,
@@ -388,6 +519,7 @@ def add_annotation_set(
         name=name,
         max_live_shapes=max_live_shapes,
         extent_wh=extent_wh,
+        layer_metadata=metadata,
     )
     if first:
         viewer.reset_view()
@@ -396,8 +528,5 @@ def add_annotation_set(
 
 
 def full_annotation_set(layer: Any) -> AnnotationSet:
-    """Every annotation behind a Shapes layer: the full edited set when it is a live window."""
-    view = (getattr(layer, "metadata", None) or {}).get(VIEW_KEY)
-    if isinstance(view, LargeAnnotationView):
-        return view.annotation_set()
-    return annotation_set_from_layer(layer)
+    """Every annotation behind a Shapes layer (see :func:`annotation_set_of_layer`)."""
+    return annotation_set_of_layer(layer)

@@ -185,7 +185,8 @@ class AgreementPanel(QWidget):
 
     def checked_sources(self) -> list[tuple[str, str]]:
         """``(kind, layer name or file path)`` of the checked raters, in list order."""
-        return [key for key, on in self._items() if on]
+        names = {layer.name for layer in self.viewer.layers}
+        return [key for key, on in self._items() if on and (key[0] == FILE or key[1] in names)]
 
     def add_files(self, paths: list[str]) -> None:
         """Add annotation files (ASAP XML or GeoJSON) as raters; unreadable ones are reported."""

@@ -2,7 +2,10 @@
 
 Session controls (rater, project folder, start, open, save, blinded mode) sit above the list of
 classes with their colours, counts and areas. Number keys 1–9 pick the active class; shapes drawn
-afterwards take its name and colour. Work is autosaved to a recovery file every
+afterwards take its name and colour. A rater's layer of any size is shown through
+:func:`~napari_wsi_ml.viewer.large_annotations.add_annotation_set` (an overview plus a live window
+when large); saving, autosaving, counting, renaming and recolouring act on the whole set. Work is
+autosaved to a recovery file every
 ``autosave_interval_ms`` and when the panel closes; starting the session again offers it back.
 
 The rules live in :mod:`napari_wsi_ml.sessions` and :mod:`napari_wsi_ml.viewer.annotation_classes`;
@@ -39,14 +42,11 @@ from qtpy.QtWidgets import (
 from napari_wsi_ml import sessions
 from napari_wsi_ml.annotations.model import AnnotationSet, Group
 from napari_wsi_ml.errors import WsiMlError
-from napari_wsi_ml.sessions.statistics import class_statistics, format_area
+from napari_wsi_ml.sessions.statistics import AreaCache, class_statistics, format_area
 from napari_wsi_ml.viewer import annotation_classes as classes
-from napari_wsi_ml.viewer.annotation_layers import (
-    annotation_layer_data,
-    annotation_set_from_layer,
-    is_annotation_layer,
-)
-from napari_wsi_ml.viewer.annotation_reader import annotation_file_layer_data
+from napari_wsi_ml.viewer.annotation_layers import annotation_set_of_layer, is_annotation_layer
+from napari_wsi_ml.viewer.annotation_reader import open_annotation_file, slide_extent
+from napari_wsi_ml.viewer.large_annotations import add_annotation_set, view_of
 from napari_wsi_ml.viewer.slide_layer import FINGERPRINT_KEY, active_slide_layer
 
 if TYPE_CHECKING:
@@ -75,12 +75,14 @@ class ClassesPanel(QWidget):
         self.layer: Shapes | None = None
         self.active_class: str | None = None
         self.autosave_interval_ms = AUTOSAVE_INTERVAL_MS
+        self.max_live_shapes: int | None = None  # None: the default for napari's triangulation
         self.recovery_prompt: Callable[[sessions.Session], bool] = self._ask_recovery
         self.unblind_confirm: Callable[[], bool] = self._ask_unblind
         self.name_prompt: Callable[[str, str], str | None] = self._ask_name
         self.color_prompt: Callable[[str], str | None] = self._ask_color
         self._groups: list[Group] = [Group(g.name, color=g.color) for g in DEFAULT_CLASSES]
         self._dirty = False
+        self._areas = AreaCache()
         self._build()
         self._connect()
 
@@ -181,20 +183,21 @@ class ClassesPanel(QWidget):
     def _rater_layer(
         self, session: sessions.Session, slide: Layer, annotation_set: AnnotationSet
     ) -> Shapes:
-        from napari.layers import Layer as NapariLayer
-
         for layer in self._annotation_layers(slide.metadata.get(FINGERPRINT_KEY)):
             if layer.metadata.get("rater") == session.rater:
                 self.viewer.layers.remove(layer)
-        data = annotation_layer_data(
+        view = add_annotation_set(
+            self.viewer,
             annotation_set,
             mpp=slide.metadata.get("mpp"),
             rater=session.rater,
+            max_live_shapes=self.max_live_shapes,
+            extent_wh=slide_extent(slide),
             slide_path=str(session.slide_path),
             slide_fingerprint=slide.metadata.get(FINGERPRINT_KEY),
             source_file=str(session.annotation_path),
         )
-        layer = self.viewer.add_layer(NapariLayer.create(*data))
+        layer = view.shapes_layer
         layer.mode = "pan_zoom"
         return layer
 
@@ -213,13 +216,14 @@ class ClassesPanel(QWidget):
         if self.session is None or self.layer is None:
             show_warning("Start a session before saving.")
             return
+        annotation_set = self._annotation_set()
         try:
-            path = sessions.save(self.session, self._annotation_set())
+            path = sessions.save(self.session, annotation_set)
         except WsiMlError as error:
             show_error(str(error))
             return
         self._dirty = False
-        show_info(f"Saved {len(self.layer.data)} annotations to {path}")
+        show_info(f"Saved {len(annotation_set)} annotations to {path}")
 
     def autosave(self) -> None:
         """Write the recovery file if anything changed since the last save or autosave."""
@@ -239,15 +243,18 @@ class ClassesPanel(QWidget):
         super().closeEvent(event)
 
     def open_file(self, path: str) -> Layer | None:
-        """Open an annotation file onto the active slide (refused for others while blinded)."""
-        from napari.layers import Layer as NapariLayer
+        """Open an annotation file onto the active slide (refused for others while blinded).
 
+        Returns:
+            The file's Shapes layer (a live window over an overview when the file is large).
+        """
         try:
-            data = annotation_file_layer_data(path, active_slide_layer(self.viewer))
+            return open_annotation_file(self.viewer, path, max_live_shapes=self.max_live_shapes)
+        except sessions.BlindedModeRefusal as error:
+            show_warning(str(error))
         except WsiMlError as error:
             show_error(str(error))
-            return None
-        return self.viewer.add_layer(NapariLayer.create(*data))
+        return None
 
     # ----------------------------------------------------------------- blinded mode
     def set_blinded(self, on: bool) -> None:
@@ -308,7 +315,11 @@ class ClassesPanel(QWidget):
         if not old or not new_name or new_name in [g.name for g in self._groups]:
             return
         if self.layer is not None:
-            classes.rename_class(self.layer, old, new_name)
+            view = view_of(self.layer)
+            if view is not None:
+                view.rename_class(old, new_name)
+            else:
+                classes.rename_class(self.layer, old, new_name)
             self._groups = list(classes.layer_groups(self.layer).values())
             self._changed()
         else:
@@ -327,7 +338,11 @@ class ClassesPanel(QWidget):
             return
         group.color = color
         if self.layer is not None:
-            classes.recolor_class(self.layer, group.name, color)
+            view = view_of(self.layer)
+            if view is not None:
+                view.recolor_class(group.name, color)
+            else:
+                classes.recolor_class(self.layer, group.name, color)
             self._changed()
         self.pick_class(self._groups.index(group))
         self._refresh_classes()
@@ -339,6 +354,9 @@ class ClassesPanel(QWidget):
         return pick
 
     def _on_data(self, event: Any) -> None:
+        view = view_of(self.layer)
+        if view is not None and view.loading:
+            return  # the live window moved: shapes came from the set, nobody drew them
         if getattr(event, "action", None) == "added" and self.active_class is not None:
             group = next(g for g in self._groups if g.name == self.active_class)
             classes.apply_class(self.layer, list(event.data_indices), group)
@@ -352,7 +370,9 @@ class ClassesPanel(QWidget):
     def _refresh_classes(self) -> None:
         stats = {}
         if self.layer is not None:
-            stats = class_statistics(self._annotation_set(), self.layer.metadata.get("mpp"))
+            stats = class_statistics(
+                self._annotation_set(), self.layer.metadata.get("mpp"), self._areas
+            )
         self.class_list.blockSignals(True)
         self.class_list.clear()
         for number, group in enumerate(self._groups):
@@ -374,7 +394,7 @@ class ClassesPanel(QWidget):
     # ----------------------------------------------------------------- helpers
     def _annotation_set(self) -> AnnotationSet:
         rater = self.session.rater if self.session is not None else None
-        return annotation_set_from_layer(self.layer, rater=rater)
+        return annotation_set_of_layer(self.layer, rater=rater)
 
     def _annotation_layers(self, fingerprint: str | None) -> list[Layer]:
         return [

@@ -71,6 +71,24 @@ class ReadPlan:
         step = self.alignment
         return (np.round(np.asarray(xy, dtype=np.float64) / step) * step).astype(np.int64)
 
+    def level0_stride(self, stride: int | tuple[int, int] | None) -> tuple[int, int]:
+        """Level-0 step ``(x, y)`` for a stride in output pixels (None: the patch size).
+
+        Rounded to a multiple of :attr:`alignment` (and at least one), so that every grid
+        corner falls on a whole pixel of the read level.
+        """
+        if stride is None:
+            stride = self.patch_size
+        pair = (stride, stride) if isinstance(stride, (int, np.integer)) else tuple(stride)
+        if len(pair) != 2 or not all(int(v) > 0 for v in pair):
+            raise ConfigError(f"stride must be a positive int or (x, y), got {stride!r}.")
+        step = self.alignment
+        out = []
+        for value, extent, size in zip(pair, self.extent, self.patch_size, strict=True):
+            level0 = int(value) * extent / size
+            out.append(max(step, round(level0 / step) * step))
+        return (out[0], out[1])
+
     def to_dict(self) -> dict:
         """JSON-ready fields (for manifests and run directories)."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}

@@ -26,7 +26,7 @@ from napari_wsi_ml.errors import AnnotationFileError
 ROOT = "ASAP_Annotations"
 
 
-class _Builder:
+class Builder:
     """expat callbacks that collect annotations, coordinates and groups."""
 
     def __init__(self, parser: expat.XMLParserType, path: str) -> None:
@@ -39,23 +39,27 @@ class _Builder:
         self.attribute_key: str | None = None
         self.text: list[str] = []
 
+    def line(self) -> int:
+        """Line of the element being parsed, in the file."""
+        return self.parser.CurrentLineNumber
+
     def start(self, name: str, attrs: dict[str, str]) -> None:
-        line = self.parser.CurrentLineNumber
         parent = self.stack[-1] if self.stack else None
         if parent is None and name != ROOT:
             raise AnnotationFileError(
-                f"{self.path}, line {line}: not an ASAP annotation file: the root element is"
-                f" <{name}>, expected <{ROOT}>. Open an ASAP XML or a GeoJSON file."
+                f"{self.path}, line {self.line()}: not an ASAP annotation file: the root element"
+                f" is <{name}>, expected <{ROOT}>. Open an ASAP XML or a GeoJSON file."
             )
         if name == "Annotation" and parent == "Annotations":
-            self.annotation = (attrs, line, [])
+            self.annotation = (attrs, self.line(), [])
         elif name == "Coordinate" and parent == "Coordinates" and self.annotation is not None:
-            self._coordinate(attrs, line)
+            self._coordinate(attrs, self.line())
         elif name == "Group" and parent == "AnnotationGroups":
-            self.group = RawGroup(attrs=attrs, line=line)
+            self.group = RawGroup(attrs=attrs, line=self.line())
         elif parent == "Attributes" and self.group is not None:
             self.attribute_key = attrs.get("Name", name)
             self.text = [attrs["Value"]] if "Value" in attrs else []
+            self.parser.CharacterDataHandler = self.characters  # text matters only here
         self.stack.append(name)
 
     def _coordinate(self, attrs: dict[str, str], line: int) -> None:
@@ -76,17 +80,24 @@ class _Builder:
         self.stack.pop()
         parent = self.stack[-1] if self.stack else None
         if name == "Annotation" and parent == "Annotations" and self.annotation is not None:
-            attrs, line, points = self.annotation
-            table = np.array(points, dtype=np.float64).reshape(-1, 3)
-            coords = sort_by_order(table[:, 1:3], table[:, 0])
-            self.raw.annotations.append(RawAnnotation(attrs, np.ascontiguousarray(coords), line))
+            self.add_annotation(*self.annotation)
             self.annotation = None
         elif name == "Group" and parent == "AnnotationGroups" and self.group is not None:
             self.raw.groups.append(self.group)
             self.group = None
-        elif parent == "Attributes" and self.group is not None and self.attribute_key:
-            self.group.attributes[self.attribute_key] = "".join(self.text)
+        elif parent == "Attributes" and self.group is not None:
+            if self.attribute_key:
+                self.group.attributes[self.attribute_key] = "".join(self.text)
             self.attribute_key = None
+            self.parser.CharacterDataHandler = None
+
+    def add_annotation(
+        self, attrs: dict[str, str], line: int, points: list[tuple[float, float, float]]
+    ) -> None:
+        """Append a finished ``<Annotation>``; ``points`` are its (Order, X, Y)."""
+        table = np.array(points, dtype=np.float64).reshape(-1, 3)
+        coords = sort_by_order(table[:, 1:3], table[:, 0])
+        self.raw.annotations.append(RawAnnotation(attrs, np.ascontiguousarray(coords), line))
 
     def characters(self, data: str) -> None:
         if self.attribute_key is not None:
@@ -137,13 +148,18 @@ def parse_generic(data: bytes, path: str) -> RawAsap:
             coordinate; the message names the file and the line.
     """
     parser = make_guarded_parser()
-    builder = _Builder(parser, path)
-    parser.StartElementHandler = builder.start
-    parser.EndElementHandler = builder.end
-    parser.CharacterDataHandler = builder.characters
-    parser.buffer_text = True
+    builder = Builder(parser, path)
     try:
-        parser.Parse(data, True)
+        run_builder(builder, data)
     except (expat.ExpatError, DefusedXmlException) as error:
         raise_for_xml(error, parser, path)
     return builder.raw
+
+
+def run_builder(builder: Builder, data: bytes) -> None:
+    """Feed ``data`` to ``builder``'s parser with its callbacks attached."""
+    parser = builder.parser
+    parser.StartElementHandler = builder.start
+    parser.EndElementHandler = builder.end
+    parser.buffer_text = True
+    parser.Parse(data, True)

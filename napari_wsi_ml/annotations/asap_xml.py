@@ -84,6 +84,10 @@ def _group_name(value: str | None) -> str | None:
     return None if value in (None, "", NO_GROUP) else value
 
 
+def _where(line: int | None, index: int) -> str:
+    return f"line {line}" if line is not None else f"annotation #{index}"
+
+
 def _to_set(raw: RawAsap, path: str) -> AnnotationSet:
     result = AnnotationSet()
     for raw_group in raw.groups:
@@ -97,27 +101,28 @@ def _to_set(raw: RawAsap, path: str) -> AnnotationSet:
             color=raw_group.attrs.get("Color") or DEFAULT_COLOR,
             attributes=dict(raw_group.attributes),
         )
+    types = {t.value: t for t in AnnotationType}
     for index, item in enumerate(raw.annotations):
-        where = f"line {item.line}" if item.line is not None else f"annotation #{index}"
-        name = item.attrs.get("Name", f"Annotation {index}")
-        type_name = item.attrs.get("Type", "")
-        try:
-            annotation_type = AnnotationType(type_name)
-        except ValueError:
+        attrs = item.attrs
+        name = attrs.get("Name", f"Annotation {index}")
+        annotation_type = types.get(attrs.get("Type", ""))
+        if annotation_type is None:
             raise AnnotationFileError(
-                f"{path}, {where}: annotation {name!r} has the unknown Type {type_name!r};"
-                f" ASAP knows {', '.join(t.value for t in AnnotationType)}. Correct the Type."
-            ) from None
+                f"{path}, {_where(item.line, index)}: annotation {name!r} has the unknown Type"
+                f" {attrs.get('Type', '')!r}; ASAP knows {', '.join(types)}. Correct the Type."
+            )
         if len(item.coordinates) == 0:
-            result.skipped.append(f"{path}, {where}: annotation {name!r} has no coordinates")
+            result.skipped.append(
+                f"{path}, {_where(item.line, index)}: annotation {name!r} has no coordinates"
+            )
             continue
         result.annotations.append(
-            Annotation(
-                name=name,
-                type=annotation_type,
-                coordinates=item.coordinates,
-                group=_group_name(item.attrs.get("PartOfGroup")),
-                color=item.attrs.get("Color") or DEFAULT_COLOR,
+            Annotation.trusted(  # the parsers give float64 (N, 2) coordinates
+                name,
+                annotation_type,
+                item.coordinates,
+                _group_name(attrs.get("PartOfGroup")),
+                attrs.get("Color") or DEFAULT_COLOR,
             )
         )
     return result

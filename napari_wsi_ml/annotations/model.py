@@ -76,6 +76,32 @@ class Annotation:
         self.coordinates = coords
         self.holes = [np.asarray(h, dtype=np.float64).reshape(-1, 2) for h in self.holes]
 
+    @classmethod
+    def trusted(
+        cls,
+        name: str,
+        type: AnnotationType,  # noqa: A002 - the field's name
+        coordinates: np.ndarray,
+        group: str | None,
+        color: str,
+    ) -> Annotation:
+        """Build without the checks and conversions of ``__init__`` (for readers: ~5x faster).
+
+        The caller guarantees what ``__init__`` would otherwise ensure: ``type`` is an
+        :class:`AnnotationType` and ``coordinates`` a float64 array of shape (N, 2).
+        """
+        annotation = cls.__new__(cls)
+        annotation.__dict__.update(
+            name=name,
+            type=type,
+            coordinates=coordinates,
+            group=group,
+            color=color,
+            holes=[],
+            properties={},
+        )
+        return annotation
+
 
 @dataclass
 class AnnotationSet:

@@ -16,6 +16,7 @@ from napari_wsi_ml import __version__
 from napari_wsi_ml.cli import (
     agreement_commands,
     annotation_commands,
+    data_commands,
     slide_commands,
     synthetic_commands,
     viewer_commands,
@@ -28,6 +29,7 @@ COMMAND_GROUPS = (
     synthetic_commands,
     annotation_commands,
     agreement_commands,
+    data_commands,
 )
 
 

@@ -118,14 +118,17 @@ def annotation_patches(
     boxes = shapely.box(corners[:, 0], corners[:, 1], corners[:, 0] + ex, corners[:, 1] + ey)
     everything = shapely.unary_union([g for g in regions.values() if not g.is_empty])
     if everything.is_empty:
-        return PatchSet(np.zeros((0, 2)), np.zeros(0), names, plan, slide.name, str(slide.path),
-                        notes=found.notes)
+        empty = np.zeros((0, 2), np.int64)
+        return PatchSet(
+            empty, empty[:, 0], names, plan, slide.name, str(slide.path), None, found.notes
+        )
     shapely.prepare(everything)
     near = shapely.intersects(everything, boxes)
     corners, boxes = corners[near], boxes[near]
     order = [name for name in names if name in regions]
     coverage = np.column_stack([_coverage(regions[n], boxes, ex * ey) for n in order])
-    labels = _decide(rule, corners + (ex / 2, ey / 2), coverage, order, regions, min_coverage)
+    centres = corners + np.array([ex / 2, ey / 2])
+    labels = _decide(rule, centres, coverage, order, regions, min_coverage)
     keep = labels >= 0
     if drop_mixed:
         keep &= (coverage > MIXED_TOLERANCE).sum(axis=1) <= 1
@@ -141,7 +144,7 @@ def annotation_patches(
         plan,
         slide.name,
         str(slide.path),
-        fraction[keep] if background_label else None,
+        fraction[keep],
         found.notes,
     )
 

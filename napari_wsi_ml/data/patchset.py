@@ -26,7 +26,8 @@ class PatchSet:
         plan: How the patches are read (level, sizes, resolution).
         slide_name: The slide's name (file stem, or a cohort's slide id).
         slide_path: The slide file, if known.
-        tissue_fraction: ``(N,)`` usable-tissue fraction of each patch (NaN where unknown).
+        coverage: ``(N,)`` fraction of each patch that is usable tissue (grid and random
+            sampling) or covered by its label (annotation sampling); NaN where unknown.
         notes: What the sampler skipped or could not do, for reports.
     """
 
@@ -36,7 +37,7 @@ class PatchSet:
     plan: ReadPlan
     slide_name: str
     slide_path: str | None = None
-    tissue_fraction: np.ndarray | None = None
+    coverage: np.ndarray | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -44,11 +45,11 @@ class PatchSet:
         labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
         if len(labels) != len(xy):
             raise ValueError(f"{len(xy)} corners but {len(labels)} labels")
-        fraction = self.tissue_fraction
+        fraction = self.coverage
         fraction = np.full(len(xy), np.nan) if fraction is None else np.asarray(fraction, float)
         object.__setattr__(self, "xy", xy)
         object.__setattr__(self, "labels", labels)
-        object.__setattr__(self, "tissue_fraction", fraction)
+        object.__setattr__(self, "coverage", fraction)
         object.__setattr__(self, "label_names", tuple(self.label_names))
         object.__setattr__(self, "notes", tuple(self.notes))
 
@@ -59,7 +60,7 @@ class PatchSet:
     def boxes(self) -> np.ndarray:
         """``(N, 4)`` float level-0 boxes ``(x0, y0, x1, y1)``."""
         ex, ey = self.plan.extent
-        return np.column_stack([self.xy, self.xy + (ex, ey)]).astype(np.float64)
+        return np.column_stack([self.xy, self.xy + np.array([ex, ey])]).astype(np.float64)
 
     @property
     def centres(self) -> np.ndarray:
@@ -81,7 +82,7 @@ class PatchSet:
             self,
             xy=self.xy[index],
             labels=self.labels[index],
-            tissue_fraction=self.tissue_fraction[index],  # type: ignore[index]
+            coverage=self.coverage[index],  # type: ignore[index]
         )
 
     def label_name(self, index: int) -> str:
@@ -109,10 +110,10 @@ class PatchSet:
                 "y": int(y),
                 "label": self.label_name(int(label)),
                 "label_index": int(label),
-                "tissue_fraction": float(frac),
+                "coverage": float(frac),
             }
             for (x, y), label, frac in zip(
-                self.xy.tolist(), self.labels.tolist(), self.tissue_fraction, strict=True
+                self.xy.tolist(), self.labels.tolist(), self.coverage, strict=True
             )
         ]
 

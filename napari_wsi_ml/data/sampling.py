@@ -106,9 +106,7 @@ def grid_patches(
     corners = grid_corners(slide.level_dimensions[0], plan, stride)
     keep, fraction = index.meets(corners, plan.extent, min_tissue)
     labels, names = _labels(int(keep.sum()), label, label_names)
-    return PatchSet(
-        corners[keep], labels, names, plan, slide.name, str(slide.path), fraction[keep]
-    )
+    return PatchSet(corners[keep], labels, names, plan, slide.name, str(slide.path), fraction[keep])
 
 
 class RandomPatchSampler:
@@ -152,9 +150,7 @@ class RandomPatchSampler:
         slack = cell / min(self.plan.extent) * 2 + 0.1
         return corners[estimate >= self.min_tissue - slack]
 
-    def sample(
-        self, n: int, *, epoch: int = 0, rng: np.random.Generator | None = None
-    ) -> PatchSet:
+    def sample(self, n: int, *, epoch: int = 0, rng: np.random.Generator | None = None) -> PatchSet:
         """``n`` random patches (fewer, with a note, if tissue is too scarce).
 
         Args:

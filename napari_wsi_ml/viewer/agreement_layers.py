@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_wsi_ml.coords import layer_scale, xy_to_rowcol
-from napari_wsi_ml.viewer.annotation_layers import annotation_layer_data
+from napari_wsi_ml.viewer.annotation_layers import annotation_layer_data, annotation_set_of_layer
 from napari_wsi_ml.viewer.slide_layer import FINGERPRINT_KEY, KIND_KEY, layer_units
 
 if TYPE_CHECKING:
@@ -170,19 +170,18 @@ def rater_layers(viewer: Any, fingerprint: str | None) -> list[Any]:
 
 
 def rater_set_from_layer(layer: Any) -> AnnotationSet:
-    """The layer's annotations, named after its rater (else the layer's name)."""
-    from napari_wsi_ml.viewer.annotation_layers import annotation_set_from_layer
-
-    annotation_set = annotation_set_from_layer(layer)
+    """The layer's whole annotation set (also behind a windowed large layer), named after its
+    rater (else the layer's name)."""
+    annotation_set = annotation_set_of_layer(layer)
     annotation_set.rater = layer.metadata.get("rater") or layer.name
     return annotation_set
 
 
 def layer_class_names(layer: Any) -> set[str]:
-    """Class names used in an annotation layer (``unclassified`` for shapes without one)."""
+    """Class names used in an annotation layer (``unclassified`` for annotations without one)."""
     from napari_wsi_ml.agreement.inputs import UNCLASSIFIED
 
-    features = layer.features
-    if "class" not in features.columns:
-        return {UNCLASSIFIED} if len(layer.data) else set()
-    return {str(c) if isinstance(c, str) and c else UNCLASSIFIED for c in features["class"]}
+    return {
+        annotation.group if annotation.group else UNCLASSIFIED
+        for annotation in annotation_set_of_layer(layer).annotations
+    }

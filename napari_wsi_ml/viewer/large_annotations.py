@@ -51,16 +51,21 @@ INDEX_COLUMN = "annotation_index"  # feature: position in the full set, -1 for n
 RASTER_KIND = "annotation_raster"  # KIND_KEY of the overview and detail layers
 # Most live shapes by default: napari's compiled triangulation (bermuda) fills a Shapes layer
 # several times faster than its Python fallback (docs/benchmarks/annotations-display.md).
-MAX_LIVE_SHAPES_COMPILED = 2500
+MAX_LIVE_SHAPES_COMPILED = 5000
 MAX_LIVE_SHAPES_PYTHON = 1000
 DEFAULT_OVERVIEW_MAX_SIDE = 2048
 DEBOUNCE_MS = 150
 _LAYER_EVENTS = ("data", "features", "edge_color", "face_color", "properties")
 
 
+def bermuda_installed() -> bool:
+    """Whether napari's optional compiled triangulation package can be imported."""
+    return importlib.util.find_spec("bermuda") is not None
+
+
 def compiled_triangulation() -> bool:
     """Whether napari triangulates shapes with its compiled ``bermuda`` backend."""
-    if importlib.util.find_spec("bermuda") is None:
+    if not bermuda_installed():
         return False
     from napari.utils.triangulation_backend import TriangulationBackend, get_backend
 

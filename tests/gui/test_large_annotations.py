@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import annotation_views
 import numpy as np
 import pytest
 
@@ -56,12 +57,7 @@ def bbox_hits(annotation_set: AnnotationSet, box: tuple[float, ...]) -> set[int]
 
 def look_at(viewer, view: LargeAnnotationView, x0: float, y0: float, width: float) -> tuple:
     """Point the camera at level-0 (x0, y0) showing ``width`` level-0 pixels across; refresh."""
-    height_px, width_px = viewer.canvas.size
-    camera_of(viewer).zoom = width_px / (width * MPP[0])
-    height = width * height_px / width_px
-    camera_of(viewer).center = ((y0 + height / 2) * MPP[1], (x0 + width / 2) * MPP[0])
-    view.refresh()
-    return (x0, y0, x0 + width, y0 + height)
+    return annotation_views.look_at(viewer, view, x0, y0, width, MPP)
 
 
 def screen_rc(viewer, x: float, y: float) -> tuple[int, int]:

@@ -37,8 +37,10 @@ but empty items (an annotation without coordinates) are skipped and listed in
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -78,6 +80,22 @@ def parse_asap_bytes(data: bytes, path: str) -> RawAsap:
         data = data[len(_BOM) :]
     raw = parse_canonical(data, path)
     return raw if raw is not None else parse_generic(data, path)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while reading.
+
+    Reading allocates several objects per annotation (none of them cyclic), which triggers
+    collector passes over the whole growing heap: ~10% of the reading time on large files.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _group_name(value: str | None) -> str | None:
@@ -142,7 +160,9 @@ def read_asap(path: str | os.PathLike[str]) -> AnnotationSet:
             XML, or holds a coordinate that is not a number; the message names file and line.
     """
     text_path = str(path)
-    return _to_set(parse_asap_bytes(read_bytes(path), text_path), text_path)
+    data = read_bytes(path)
+    with _gc_paused():
+        return _to_set(parse_asap_bytes(data, text_path), text_path)
 
 
 def format_number(value: float) -> str:

@@ -9,16 +9,22 @@ See ``docs/patches.md`` for the reference and an example.
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from napari_wsi_ml.config_schema import Key
+from napari_wsi_ml.config_schema import Problems as _Problems
+from napari_wsi_ml.config_schema import boolean as _bool
+from napari_wsi_ml.config_schema import choice as _choice
+from napari_wsi_ml.config_schema import number as _number
+from napari_wsi_ml.config_schema import text as _text
+from napari_wsi_ml.config_schema import text_map as _text_map
+from napari_wsi_ml.config_schema import texts as _texts
 from napari_wsi_ml.data.qc import EXCLUDED_BY_DEFAULT, QC_FLAGS
 from napari_wsi_ml.data.slide_sampling import SamplingOptions
 from napari_wsi_ml.errors import ConfigError
@@ -27,70 +33,6 @@ STRATEGIES = ("grid", "annotations", "random")
 LABEL_RULES = ("centre", "coverage")
 OUTPUT_FORMATS = ("png", "tar")
 DEFAULT_EXCLUDE_GROUPS = ("Exclusion", "exclusion", "_2")
-
-Check = Callable[[Any], str | None]  # returns what is wrong, or None
-
-
-@dataclass(frozen=True)
-class Key:
-    """One config key: its check, default and the hint shown when it is wrong."""
-
-    check: Check
-    hint: str
-    default: Any = None
-    only_for: tuple[str, ...] = ()  # sampling keys that apply to some strategies only
-
-
-def _number(kind: type, lo: float | None = None, hi: float | None = None, open_lo: bool = False):
-    def check(value: Any) -> str | None:
-        ok_type = (int,) if kind is int else (int, float)
-        if isinstance(value, bool) or not isinstance(value, ok_type):
-            return f"must be {'an integer' if kind is int else 'a number'}, got {value!r}"
-        if not math.isfinite(value):
-            return f"must be finite, got {value!r}"
-        if lo is not None and (value <= lo if open_lo else value < lo):
-            return f"must be {'>' if open_lo else '≥'} {lo:g}, got {value!r}"
-        if hi is not None and value > hi:
-            return f"must be ≤ {hi:g}, got {value!r}"
-        return None
-
-    return check
-
-
-def _bool(value: Any) -> str | None:
-    return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
-
-
-def _text(value: Any) -> str | None:
-    return None if isinstance(value, str) and value else f"must be a non-empty text, got {value!r}"
-
-
-def _choice(*choices: str) -> Check:
-    def check(value: Any) -> str | None:
-        if value in choices:
-            return None
-        close = difflib.get_close_matches(str(value), choices, n=1)
-        maybe = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"must be one of {', '.join(choices)}, got {value!r}{maybe}"
-
-    return check
-
-
-def _texts(choices: tuple[str, ...] | None = None) -> Check:
-    def check(value: Any) -> str | None:
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            return f"must be a list of texts, got {value!r}"
-        bad = [v for v in value if choices is not None and v not in choices]
-        return f"unknown entries {bad}; known: {', '.join(choices or ())}" if bad else None
-
-    return check
-
-
-def _text_map(value: Any) -> str | None:
-    if not isinstance(value, dict) or not value:
-        return f"must be a non-empty mapping of text to text, got {value!r}"
-    bad = [k for k, v in value.items() if not (isinstance(k, str) and isinstance(v, str) and v)]
-    return f"entries {bad} are not text: text" if bad else None
 
 
 def _files(value: Any) -> str | None:
@@ -117,7 +59,14 @@ QC_KEYS: dict[str, Key] = {
     "exclude": Key(_texts(tuple(QC_FLAGS)), f"a list of {', '.join(QC_FLAGS)}", ["blur", "pen"]),
     "qc_mpp": Key(_number(float, 0, None, True), "µm per mask pixel, e.g. 8", 8.0),
     "focus_mpp": Key(_number(float, 0, None, True), "µm/px of the focus check, e.g. 1", 1.0),
-    "blur_relative": Key(_number(float, 0, 1), "a fraction of the median focus, e.g. 0.3", 0.3),
+    "blur_threshold": Key(
+        _number(float, 0, None, True),
+        "contrast-normalised focus below which a tile is blurred",
+        4.0,
+    ),
+    "blur_relative": Key(
+        _number(float, 0, 1), "also blurred below this fraction of the median focus, e.g. 0", 0.0
+    ),
 }
 OUTPUT_KEYS: dict[str, Key] = {
     "dir": Key(_text, "a folder, e.g. patches/"),
@@ -197,49 +146,11 @@ class ExtractionConfig:
             qc_exclude=tuple(qc.get("exclude", EXCLUDED_BY_DEFAULT)),
             qc_mpp=qc.get("qc_mpp", 8.0),
             focus_mpp=qc.get("focus_mpp", 1.0),
-            blur_relative=qc.get("blur_relative", 0.3),
+            blur_threshold=qc.get("blur_threshold", 4.0),
+            blur_relative=qc.get("blur_relative", 0.0),
             seed=self.seed,
             **{k: v for k, v in self.sampling.items() if k != "strategy"},
         )
-
-
-class _Problems:
-    def __init__(self, source: str) -> None:
-        self.source, self.lines = source, []
-
-    def add(self, key: str, wrong: str, fix: str) -> None:
-        self.lines.append(f"{self.source}: {key}: {wrong}; write {fix}.")
-
-    def check_section(self, data: Any, keys: dict[str, Key], prefix: str) -> dict[str, Any]:
-        """Checked values of a section, defaults filled in; problems recorded."""
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            self.add(
-                prefix.rstrip(".") or "(top level)",
-                f"must be a mapping, got {data!r}",
-                "key: value lines",
-            )
-            return {name: key.default for name, key in keys.items()}
-        out = {name: key.default for name, key in keys.items()}
-        for name, value in data.items():
-            if name not in keys:
-                close = difflib.get_close_matches(str(name), keys, n=1, cutoff=0.6)
-                if close:
-                    self.add(
-                        f"{prefix}{name}",
-                        f"unknown key (did you mean '{close[0]}'?)",
-                        f"'{prefix}{close[0]}'",
-                    )
-                else:
-                    self.add(f"{prefix}{name}", "unknown key", f"one of {', '.join(keys)}")
-                continue
-            wrong = keys[name].check(value) if value is not None else None
-            if wrong:
-                self.add(f"{prefix}{name}", wrong, keys[name].hint)
-            else:
-                out[name] = value if value is not None else keys[name].default
-        return out
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -264,10 +175,7 @@ def validate_config(
     qc = problems.check_section(top["qc"], QC_KEYS, "qc.")
     output = problems.check_section(top["output"], OUTPUT_KEYS, "output.")
     _check_combinations(problems, data if isinstance(data, dict) else {}, top, sampling, output)
-    if problems.lines:
-        count = len(problems.lines)
-        header = f"{source}: {count} problem{'s' * (count != 1)} in the extraction config:"
-        raise ConfigError("\n".join([header, *problems.lines]))
+    problems.raise_if_any("the extraction config")
     files = top["annotation_files"] or ()
     annotation_files: dict[str, Path] | tuple[Path, ...] = (
         {k: _resolve(base, v) for k, v in files.items()}

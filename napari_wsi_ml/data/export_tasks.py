@@ -66,6 +66,16 @@ def worker_slide(path: Path) -> Slide:
         return slide
 
 
+def close_worker_slides() -> int:
+    """Close this process's open slides (and drop their tile caches); how many were open."""
+    with _open_lock:
+        count = len(_open)
+        while _open:
+            _, slide = _open.popitem()
+            slide.close()
+    return count
+
+
 def sample_slide(config: ExtractionConfig, job: SlideJob, names: tuple[str, ...]) -> PatchSet:
     """The patches of one slide under ``config`` (on a worker, with its own slide handle)."""
     options = config.sampling_options()

@@ -6,7 +6,7 @@ black debris), and on a mid-resolution level (about ``focus_mpp`` µm/px) for bl
 measure of a tile is the variance of the Laplacian of its grey values divided by their variance
 (over tissue pixels away from the tissue's edge and from ink): contrast-normalised, so that
 pale stroma and dark tumour score alike. Sharp H&E tissue at 1 µm/px scores about 6–25 on
-synthetic slides, tissue blurred with σ ≥ 1.5 µm below 2; a tile is blurred below
+synthetic slides, tissue blurred with σ = 2 µm below 2; a tile is blurred below
 ``blur_threshold`` (or below ``blur_relative`` × the slide's median, when given).
 
 Sampling excludes the flagged area (:meth:`QCMask.polygons`); napari shows :attr:`QCMask.flags`

@@ -51,7 +51,8 @@ class SamplingOptions:
     qc_exclude: tuple[str, ...] = EXCLUDED_BY_DEFAULT
     qc_mpp: float = 8.0
     focus_mpp: float = 1.0
-    blur_relative: float = 0.3
+    blur_threshold: float = 4.0
+    blur_relative: float = 0.0
     seed: int = 0
 
 
@@ -107,6 +108,7 @@ def sample_slide_patches(
             slide,
             qc_mpp=options.qc_mpp,
             focus_mpp=options.focus_mpp,
+            blur_threshold=options.blur_threshold,
             blur_relative=options.blur_relative,
         )
     if options.strategy == "annotations":

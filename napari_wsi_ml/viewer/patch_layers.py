@@ -112,7 +112,7 @@ def qc_layer_data(
         "scale": scale,
         "translate": translate,
         "units": layer_units(mpp),
-        "colormap": "magenta",
+        "colormap": "green",
         "contrast_limits": (0.0, 1.0),
         "blending": "additive",
         "opacity": 0.6,

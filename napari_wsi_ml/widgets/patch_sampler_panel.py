@@ -74,10 +74,11 @@ class PatchSamplerPanel(QWidget):
         self.strategy.addItems(STRATEGIES)
         self.patch_size = _spin(16, 4096, 256, " px")
         self.target_mpp = QDoubleSpinBox()
-        self.target_mpp.setDecimals(3)
+        self.target_mpp.setDecimals(2)
         self.target_mpp.setRange(0.05, 64.0)
         self.target_mpp.setValue(0.5)
         self.target_mpp.setSuffix(" µm/px")
+        self.target_mpp.setMinimumWidth(120)
         self.stride = _spin(0, 4096, 0, " px")
         self.stride.setSpecialValueText("patch size")
         self.min_tissue = QDoubleSpinBox()
@@ -204,7 +205,7 @@ class PatchSamplerPanel(QWidget):
         options = self.options(label_map)
         self._qc_kinds = options.qc_exclude or ("background",)
         names = label_names_for(label_map, options.background_label) if label_map else None
-        worker = thread_worker(sample_slide_patches)(
+        worker = thread_worker(sample_slide_patches, ignore_errors=True)(
             layer.metadata["slide"], options, annotations=annotations, label_names=names
         )
         worker.returned.connect(lambda sample: self._show(layer, source, sample))

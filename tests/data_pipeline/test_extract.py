@@ -109,7 +109,7 @@ def test_every_config_problem_is_listed_with_file_key_and_fix(tmp_path: Path) ->
     assert lines[0] == f"{path}: 8 problems in the extraction config:"
     assert all(line.startswith(f"{path}: ") for line in lines)
     text = "\n".join(lines)
-    assert "patch_sise: unknown key (did you mean 'patch_size'?); write 'patch_size'" in text
+    assert "patch_sise: unknown key 'patch_sise' — did you mean 'patch_size'?" in text
     assert "target_mpp: must be > 0, got -1" in text
     assert "min_tissue: must be ≤ 1, got 1.5; write a fraction" in text
     assert "workers: must be an integer, got 'two'" in text
@@ -131,8 +131,8 @@ def test_nested_unknown_key_and_missing_requirements(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         validate_config(data, source="c.yaml", base=tmp_path)
     text = str(caught.value)
-    assert "c.yaml: sampling.strid: unknown key (did you mean 'stride'?)" in text
-    assert "c.yaml: output.formt: unknown key (did you mean 'format'?)" in text
+    assert "c.yaml: sampling.strid: unknown key 'strid' — did you mean 'stride'?" in text
+    assert "c.yaml: output.formt: unknown key 'formt' — did you mean 'format'?" in text
     assert "c.yaml: target_mpp: give exactly one of target_mpp or magnification" in text
     assert "c.yaml: label_map: missing for strategy annotations" in text
     assert "c.yaml: annotation_files: missing for strategy annotations" in text
@@ -310,7 +310,7 @@ def test_cli_extract_on_local_cluster_and_exit_codes(
     bad.write_text(yaml.safe_dump({"cohort": "x.csv", "target_mp": 0.5}))
     assert main(["extract", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "target_mp: unknown key (did you mean 'target_mpp'?)" in err
+    assert "target_mp: unknown key 'target_mp' — did you mean 'target_mpp'?" in err
     assert main(["extract", str(tmp_path / "missing.yaml")]) == 2
     assert "Cannot read extraction config" in capsys.readouterr().err
 

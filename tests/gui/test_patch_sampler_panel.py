@@ -109,7 +109,7 @@ def test_preview_rectangles_land_on_patches_coloured_by_label(qtbot, panel_viewe
 
 
 def test_qc_mask_lands_on_the_slide(qtbot, panel_viewer) -> None:
-    viewer, panel, slide_layer, _ = panel_viewer
+    viewer, panel, _, _ = panel_viewer
     panel.strategy.setCurrentText("grid")
     panel.qc_enabled.setChecked(True)
     panel.qc_blur.setChecked(False)

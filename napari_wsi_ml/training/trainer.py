@@ -1,0 +1,108 @@
+"""Optimisation state of one training run: model, optimiser, schedule, AMP scaler, early stop.
+
+:meth:`Trainer.state_dict` holds everything a resumed run needs to continue exactly where the
+interrupted one stopped (the epoch and batch reached, the running loss of that epoch, the early
+stopping counters); it is made of tensors and plain containers only, so checkpoints load with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from napari_wsi_ml.models import PatchClassifier
+
+
+@dataclass
+class Progress:
+    """Where training stands: epoch in progress, batches done in it, its running loss."""
+
+    epoch: int = 0
+    batch: int = 0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    best_val_loss: float = math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    done: bool = False
+
+
+class Trainer:
+    """The trainable network (DDP-wrapped where distributed) and its optimisation state.
+
+    Args:
+        model: The classifier (unwrapped).
+        net: What is trained and called on a batch: ``model`` or ``model.head`` (features
+            precomputed), possibly wrapped in DistributedDataParallel.
+        lr: Peak learning rate (AdamW), decayed by a cosine over ``total_steps``.
+        weight_decay: AdamW weight decay.
+        total_steps: Optimisation steps of the whole run.
+        amp: Mixed precision (used on CUDA only).
+    """
+
+    def __init__(
+        self,
+        model: PatchClassifier,
+        net: nn.Module,
+        *,
+        lr: float,
+        weight_decay: float,
+        total_steps: int,
+        amp: bool,
+        device: torch.device,
+    ) -> None:
+        self.model, self.net = model, net
+        self.optimizer = torch.optim.AdamW(
+            model.trainable_parameters(), lr=lr, weight_decay=weight_decay
+        )
+        steps = max(1, total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+        )
+        self.amp = amp and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.progress = Progress()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume (plain containers and tensors)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "progress": asdict(self.progress),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.progress = Progress(**state["progress"])
+
+    def end_epoch(self, val_loss: float | None, patience: int) -> bool:
+        """Close the epoch; True when ``val_loss`` is the best so far. Sets ``done`` on stop."""
+        p = self.progress
+        improved = val_loss is None or val_loss < p.best_val_loss - 1e-9
+        if improved:
+            p.best_val_loss = math.inf if val_loss is None else val_loss
+            p.best_epoch, p.bad_epochs = p.epoch, 0
+        else:
+            p.bad_epochs += 1
+            if patience and p.bad_epochs >= patience:
+                p.done = True
+        p.epoch, p.batch, p.loss_sum, p.loss_count = p.epoch + 1, 0, 0.0, 0
+        return improved
+
+    @property
+    def epoch_loss(self) -> float:
+        """Mean training loss of the epoch so far."""
+        p = self.progress
+        return p.loss_sum / p.loss_count if p.loss_count else float("nan")

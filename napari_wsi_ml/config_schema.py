@@ -121,8 +121,7 @@ class Problems:
         close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
         if close:
             self.lines.append(
-                f"{self.source}: {prefix}{name}: unknown key '{name}' — "
-                f"did you mean '{close[0]}'?"
+                f"{self.source}: {prefix}{name}: unknown key '{name}' — did you mean '{close[0]}'?"
             )
         else:
             self.add(f"{prefix}{name}", f"unknown key '{name}'", f"one of {', '.join(known)}")

@@ -31,5 +31,9 @@ class HeatmapError(WsiMlError):
     """A heatmap file is corrupted, or a heatmap does not belong to the slide it is put on."""
 
 
+class RunError(WsiMlError):
+    """A folder is not a run directory, or a run cannot be resumed or cancelled."""
+
+
 class SaveError(WsiMlError):
     """A file could not be written; the previous version is intact."""

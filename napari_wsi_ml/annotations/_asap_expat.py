@@ -27,7 +27,11 @@ ROOT = "ASAP_Annotations"
 
 
 class Builder:
-    """expat callbacks that collect annotations, coordinates and groups."""
+    """expat callbacks that collect annotations, coordinates and groups.
+
+    The fast reader subclasses it for the file's skeleton, overriding :meth:`line` and
+    :meth:`add_annotation`.
+    """
 
     def __init__(self, parser: expat.XMLParserType, path: str) -> None:
         self.parser = parser

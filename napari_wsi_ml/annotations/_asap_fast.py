@@ -52,30 +52,38 @@ class _NotCanonical(Exception):
 
 
 class _SkeletonBuilder(Builder):
-    """Builds from the skeleton: notes each block's annotation, reports lines of the file."""
+    """Builds from the skeleton: notes each block's annotation, reports lines of the file.
 
-    def __init__(self, parser: expat.XMLParserType, path: str, newlines: list[int]) -> None:
+    The emptied blocks are told apart from other ``<Coordinates>`` elements (such as an
+    empty ``<Coordinates />``, which the builder handles as usual) by their byte offset.
+    """
+
+    def __init__(
+        self, parser: expat.XMLParserType, path: str, offsets: list[int], newlines: list[int]
+    ) -> None:
         super().__init__(parser, path)
+        self.offsets = [*offsets, -1]  # where each emptied block's tag is in the skeleton
         self.shift = np.cumsum([0, *newlines]).tolist()  # lines removed before block i
         self.owners: list[int] = []  # per block: index of its annotation
+        self.in_block = False
 
     def line(self) -> int:
         return self.parser.CurrentLineNumber + self.shift[len(self.owners)]
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
-        if name != "Coordinates":
+        if self.parser.CurrentByteIndex != self.offsets[len(self.owners)]:
             super().start(name, attrs)
-        elif self.annotation is None or self.stack[-1] == "Attributes" or (
-            len(self.owners) + 1 == len(self.shift)
-        ):
-            raise _NotCanonical  # outside an annotation, or not one of the emptied blocks
+        elif self.annotation is None or self.stack[-1] == "Attributes":
+            raise _NotCanonical  # a block outside an annotation: rare, left to the general path
         else:
             self.owners.append(len(self.raw.annotations))
             self.stack.append(name)
+            self.in_block = True
 
     def end(self, name: str) -> None:
-        if name == "Coordinates":
+        if self.in_block:
             self.stack.pop()
+            self.in_block = False
         else:
             super().end(name)
 
@@ -88,7 +96,7 @@ class _SkeletonBuilder(Builder):
 
 
 def _cut(data: bytes) -> tuple[bytes, bytes, list[tuple[int, int]]] | None:
-    """The skeleton, the blocks joined by ``_SEPARATOR`` and their (start, end) offsets."""
+    """The skeleton, the blocks joined by ``_SEPARATOR`` and their (start, end) in ``data``."""
     spans = []
     end = 0
     while (start := data.find(_OPEN, end)) >= 0:
@@ -140,16 +148,21 @@ def _line_breaks(data: bytes, spans: list[tuple[int, int]], has_cr: bool) -> lis
     ]
 
 
-def _skeleton(skeleton: bytes, newlines: list[int], path: str) -> _SkeletonBuilder | None:
+def _skeleton(
+    skeleton: bytes, spans: list[tuple[int, int]], newlines: list[int], path: str
+) -> _SkeletonBuilder | None:
     """Parse the skeleton with the guarded builder, or ``None`` if it is not plain ASAP."""
     if b"<!" in skeleton or skeleton.find(b"<?", 1) >= 0:
         return None  # a cut inside a DOCTYPE, comment, CDATA or processing instruction
-    builder = _SkeletonBuilder(make_guarded_parser(), path, newlines)
+    starts, ends = np.array(spans, dtype=np.int64).T
+    removed = np.cumsum(ends - starts) - (ends - starts)  # block bytes cut before each block
+    offsets = (starts - len(_OPEN) - removed).tolist()
+    builder = _SkeletonBuilder(make_guarded_parser(), path, offsets, newlines)
     try:
         run_builder(builder, skeleton)
     except (expat.ExpatError, DefusedXmlException, AnnotationFileError, _NotCanonical):
         return None  # the general parser reports errors with the file's line
-    return builder if len(builder.owners) == len(newlines) else None
+    return builder if len(builder.owners) == len(spans) else None
 
 
 def parse_canonical(data: bytes, path: str) -> RawAsap | None:
@@ -164,7 +177,7 @@ def parse_canonical(data: bytes, path: str) -> RawAsap | None:
     table = _numbers(joined)
     if table is None:
         return None
-    builder = _skeleton(skeleton, _line_breaks(data, spans, b"\r" in joined), path)
+    builder = _skeleton(skeleton, spans, _line_breaks(data, spans, b"\r" in joined), path)
     if builder is None:
         return None
     annotations = builder.raw.annotations

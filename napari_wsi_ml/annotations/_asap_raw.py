@@ -17,7 +17,7 @@ from napari_wsi_ml.errors import AnnotationFileError
 _DECIMAL_COMMA_RX = re.compile(r"\s*[-+]?\d+,\d+\s*")
 
 
-@dataclass
+@dataclass(slots=True)
 class RawAnnotation:
     """One ``<Annotation>``: its attributes and its coordinates sorted by ``Order``.
 

@@ -80,7 +80,7 @@ class Annotation:
     def trusted(
         cls,
         name: str,
-        type: AnnotationType,  # noqa: A002 - the field's name
+        type: AnnotationType,
         coordinates: np.ndarray,
         group: str | None,
         color: str,

@@ -17,6 +17,7 @@ from napari_wsi_ml.cli import (
     agreement_commands,
     annotation_commands,
     data_commands,
+    job_commands,
     slide_commands,
     synthetic_commands,
     viewer_commands,
@@ -30,6 +31,7 @@ COMMAND_GROUPS = (
     annotation_commands,
     agreement_commands,
     data_commands,
+    job_commands,
 )
 
 

@@ -131,6 +131,8 @@ def make_loader(
     drop_last: bool = False,
     pin_memory: bool | None = None,
     prefetch_factor: int | None = None,
+    persistent_workers: bool = True,
+    multiprocessing_context: str | None = "spawn",
 ) -> DataLoader:
     """A DataLoader with :func:`collate_patches`, :func:`worker_init` and a seeded shuffle.
 
@@ -145,12 +147,20 @@ def make_loader(
         drop_last: Drop the last incomplete batch.
         pin_memory: Pin batches (default: when CUDA is available).
         prefetch_factor: Batches prefetched per worker (DataLoader default when None).
+        persistent_workers: Keep workers (and their open slides) between epochs; the
+            datasets' :meth:`set_epoch` still reaches them (the epoch is in shared memory).
+        multiprocessing_context: How workers start. ``"spawn"`` (default) gives each worker a
+            clean process: a forked one would inherit the parent's thread pools, locks and
+            file handles (e.g. a tile-decoding pool the parent already started), which can
+            deadlock. Scripts then need an ``if __name__ == "__main__":`` guard.
     """
     iterable = isinstance(dataset, IterableDataset)
     shuffle = (not iterable) if shuffle is None else shuffle
     options: dict[str, Any] = {}
     if num_workers > 0:
         options["worker_init_fn"] = worker_init
+        options["persistent_workers"] = persistent_workers
+        options["multiprocessing_context"] = multiprocessing_context
         if prefetch_factor is not None:
             options["prefetch_factor"] = prefetch_factor
     if shuffle and not iterable:

@@ -116,7 +116,7 @@ class _PatchSource:
         try:
             pixels = read_patch(handle, (int(xy[0]), int(xy[1])), plan)
         except SlideError as error:
-            log.warning("Skipped patch at (%d, %d) of %s: %s", xy[0], xy[1], slide[0], error)
+            log.warning("Skipped patch at %s of %s: %s", tuple(int(v) for v in xy), slide[0], error)
             return None
         image = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()
         if self.transform is not None:

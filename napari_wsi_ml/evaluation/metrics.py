@@ -50,18 +50,17 @@ def classification_metrics(
 
     Returns:
         ``{"loss", "accuracy", "balanced_accuracy", "auc": {class: float | None},
-        "confusion": [[…]] (rows = truth, columns = prediction), "n": N}``.
+        "confusion": [[…]] (rows = truth, columns = prediction), "n": N}``; a metric that is
+        undefined (no patches, or a single class for balanced accuracy) is None.
     """
     labels, probs = _check(labels, probs, len(class_names))
     predicted = probs.argmax(axis=1) if len(labels) else np.zeros(0, np.int64)
     aucs = per_class_auc(labels, probs, class_names)
     present = np.unique(labels)
-    balanced = (
-        float(balanced_accuracy_score(labels, predicted)) if len(present) > 1 else float("nan")
-    )
+    balanced = float(balanced_accuracy_score(labels, predicted)) if len(present) > 1 else None
     return {
         "loss": None if loss is None else float(loss),
-        "accuracy": float((predicted == labels).mean()) if len(labels) else float("nan"),
+        "accuracy": float((predicted == labels).mean()) if len(labels) else None,
         "balanced_accuracy": balanced,
         "auc": {k: (None if v is None else float(v["auc"])) for k, v in aucs.items()},
         "confusion": confusion_matrix(labels, predicted, labels=range(len(class_names))).tolist(),

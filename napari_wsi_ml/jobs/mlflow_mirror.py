@@ -35,7 +35,9 @@ class MlflowMirror:
         self.run_id = run_id
 
     @classmethod
-    def start(cls, config: JobConfig, run_dir: Path, *, resume_id: str | None = None) -> MlflowMirror:
+    def start(
+        cls, config: JobConfig, run_dir: Path, *, resume_id: str | None = None
+    ) -> MlflowMirror:
         """Start (or, with ``resume_id``, reopen) the MLflow run and log the config as params.
 
         Raises:

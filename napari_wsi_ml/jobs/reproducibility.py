@@ -21,7 +21,8 @@ def seed_everything(seed: int, *, deterministic: bool = True) -> None:
     torch.manual_seed(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        # = use_deterministic_algorithms(True, warn_only=True), without importing inductor (3 s)
+        torch.set_deterministic_debug_mode("warn")
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
 
@@ -46,8 +47,13 @@ def rng_state() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": (version, tuple(internal), gauss),
-        "numpy": (str(kind), torch.from_numpy(np.asarray(keys).astype(np.int64)), int(pos),
-                  int(has_gauss), float(cached)),
+        "numpy": (
+            str(kind),
+            torch.from_numpy(np.asarray(keys).astype(np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():

@@ -59,59 +59,58 @@ class RunPaths:
 
     @property
     def config(self) -> Path:
-        """``CONFIG_FILE``."""
+        """``config.yaml``."""
         return self.root / CONFIG_FILE
 
     @property
     def env(self) -> Path:
-        """``ENV_FILE``."""
+        """``env.json``."""
         return self.root / ENV_FILE
 
     @property
     def data(self) -> Path:
-        """``DATA_FILE``."""
+        """``data.json``."""
         return self.root / DATA_FILE
 
     @property
     def events(self) -> Path:
-        """``EVENTS_FILE``."""
+        """``events.jsonl``."""
         return self.root / EVENTS_FILE
 
     @property
     def status(self) -> Path:
-        """``STATUS_FILE``."""
+        """``status.json``."""
         return self.root / STATUS_FILE
 
     @property
     def metrics(self) -> Path:
-        """``METRICS_FILE``."""
+        """``metrics.json``."""
         return self.root / METRICS_FILE
 
     @property
     def log(self) -> Path:
-        """``LOG_FILE``."""
+        """``log.txt``."""
         return self.root / LOG_FILE
 
     @property
     def cancel(self) -> Path:
-        """``CANCEL_FILE``."""
+        """``cancel.request``."""
         return self.root / CANCEL_FILE
 
     @property
     def checkpoints(self) -> Path:
-        """``CHECKPOINT_DIR``."""
+        """``checkpoints``."""
         return self.root / CHECKPOINT_DIR
 
     @property
     def plots(self) -> Path:
-        """``PLOTS_DIR``."""
+        """``plots``."""
         return self.root / PLOTS_DIR
 
     @property
     def heatmaps(self) -> Path:
-        """``HEATMAPS_DIR``."""
+        """``heatmaps``."""
         return self.root / HEATMAPS_DIR
-
 
     def checkpoint(self, which: str) -> Path:
         """``checkpoints/last.pt`` or ``checkpoints/best.pt``."""

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from napari_wsi_ml.errors import ConfigError
 
 if TYPE_CHECKING:
-    from napari_wsi_ml.jobs.config import JobConfig
     from napari_wsi_ml.jobs.run_context import RunContext
 
 TASKS: dict[str, str] = {

@@ -10,6 +10,7 @@ two splits.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,19 +101,31 @@ def annotation_hash(records: list[SlideRecord]) -> str:
 
 
 def split_records(records: list[SlideRecord], data: PatchDataOptions, seed: int) -> Split | None:
-    """Patient-grouped split of the slides, or None when there are too few to split by slide."""
+    """Patient-grouped split of the slides, or None when there are too few to split by slide.
+
+    Stratified by slide label where the cohort allows it; a cohort too small for stratified
+    folds is split by patient without stratification.
+    """
     if len(records) < MIN_SLIDES_FOR_SLIDE_SPLIT:
         return None
-    return split_slides(
+    options: dict[str, Any] = {
+        "sites": [r.site for r in records],
+        "val": data.val_fraction,
+        "test": 0.0 if data.holdout_sites else data.test_fraction,
+        "holdout_sites": data.holdout_sites,
+        "seed": seed,
+    }
+    columns = (
         [r.slide for r in records],
         [r.label or "unlabelled" for r in records],
         [r.patient for r in records],
-        sites=[r.site for r in records],
-        val=data.val_fraction,
-        test=0.0 if data.holdout_sites else data.test_fraction,
-        holdout_sites=data.holdout_sites,
-        seed=seed,
     )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "least populated class" on small cohorts
+        try:
+            return split_slides(*columns, **options)
+        except ValueError:  # fewer slides of a label than stratified folds
+            return split_slides(*columns, stratify=False, **options)
 
 
 def _limit(patches: PatchSet, most: int | None, seed: int) -> PatchSet:

@@ -3,7 +3,8 @@
 Batches come from a :class:`~torch.utils.data.DataLoader` over a patch dataset with an
 :class:`EpochOrderSampler`: the order of epoch ``e`` is drawn from ``(seed, e)`` only, each rank
 takes every ``world_size``-th index, and a resumed epoch starts at the batch it stopped at, so a
-resumed run sees exactly the batches an uninterrupted one does. AMP runs only on CUDA.
+resumed run sees exactly the batches an uninterrupted one does. AMP runs only on CUDA. The
+optimisation step itself is :func:`napari_wsi_ml.jobs.distributed.train_step`.
 """
 
 from __future__ import annotations
@@ -81,7 +82,13 @@ def patch_loader(
     )
     options: dict[str, Any] = {}
     if num_workers > 0:
-        options = {"worker_init_fn": worker_init, "persistent_workers": True, "prefetch_factor": 4}
+        options = {
+            "worker_init_fn": worker_init,
+            "persistent_workers": True,
+            "prefetch_factor": 4,
+            # a fork of a process that ran threaded slide reads can deadlock in the child
+            "multiprocessing_context": "spawn",
+        }
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -112,31 +119,6 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
     if enabled and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.float16)
     return contextlib.nullcontext()
-
-
-def train_step(
-    model: nn.Module,
-    inputs: torch.Tensor,
-    labels: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: nn.Module,
-    *,
-    scaler: torch.amp.GradScaler | None = None,
-    amp: bool = False,
-) -> float:
-    """One optimisation step; returns the batch loss."""
-    device = labels.device
-    optimizer.zero_grad(set_to_none=True)
-    with autocast(device, amp):
-        loss = loss_fn(model(inputs), labels)
-    if scaler is not None and scaler.is_enabled():
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        optimizer.step()
-    return float(loss.detach())
 
 
 @torch.no_grad()

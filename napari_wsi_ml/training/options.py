@@ -56,7 +56,7 @@ class PatchClassifierOptions:
     epochs: int = field(default=3, metadata=spec(ge=1, le=10_000))
     batch_size: int = field(default=32, metadata=spec(ge=1, le=4096))
     eval_batch_size: int = field(default=64, metadata=spec(ge=1, le=8192))
-    lr: float = field(default=1e-3, metadata=spec(gt=0, le=10, hint="e.g. 0.001"))
+    learning_rate: float = field(default=1e-3, metadata=spec(gt=0, le=10, hint="e.g. 0.001"))
     weight_decay: float = field(default=1e-4, metadata=spec(ge=0, le=1))
     class_weights: Literal["auto", "none"] | tuple[float, ...] = "auto"
     patience: int = field(default=3, metadata=spec(ge=0, hint="epochs; 0 turns it off"))

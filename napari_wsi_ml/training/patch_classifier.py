@@ -22,6 +22,13 @@ from napari_wsi_ml.data.augment import Augmenter
 from napari_wsi_ml.data.dataset import PatchDataset
 from napari_wsi_ml.errors import ConfigError
 from napari_wsi_ml.evaluation import classification_metrics
+from napari_wsi_ml.jobs.distributed import (
+    all_reduce_mean,
+    local_batch_size,
+    train_step,
+    unwrap_model,
+    wrap_model,
+)
 from napari_wsi_ml.models import check_backbone_name, create_classifier
 from napari_wsi_ml.training import loops
 from napari_wsi_ml.training.data_setup import (
@@ -113,11 +120,12 @@ class _Run:
         trainer = Trainer(
             self.model,
             self._net(),
-            lr=self.opts.lr,
+            lr=self.opts.learning_rate,
             weight_decay=self.opts.weight_decay,
             total_steps=batches_per_epoch * self.opts.epochs,
             amp=self.opts.amp,
             device=self.device,
+            patience=self.opts.patience,
         )
         if ctx.resume_state is not None:
             trainer.load_state_dict(ctx.resume_state)
@@ -141,9 +149,14 @@ class _Run:
             world_size=dist.world_size if shuffle else 1,
         )
 
+    @property
+    def local_batch(self) -> int:
+        """This rank's share of the global batch."""
+        return local_batch_size(self.opts.batch_size, self.ctx.dist)
+
     def _batches_per_epoch(self, n: int) -> int:
         per_rank = -(-n // self.ctx.dist.world_size)
-        return -(-per_rank // self.opts.batch_size)
+        return -(-per_rank // self.local_batch)
 
     def _prepare_features(self, train_sets: list) -> None:
         self.ctx.log("extracting frozen backbone features once (linear probe)")
@@ -157,27 +170,25 @@ class _Run:
 
     def _net(self) -> nn.Module:
         net: nn.Module = self.model.head if self.features_mode else self.model
-        if self.ctx.dist.is_distributed:
-            ids = [self.ctx.dist.local_rank] if self.device.type == "cuda" else None
-            net = nn.parallel.DistributedDataParallel(net, device_ids=ids)
-        return net
+        return wrap_model(net, self.ctx.dist, self.device)
 
     def _epoch_batches(self, train: PatchDataset, trainer: Trainer) -> Any:
         p, dist = trainer.progress, self.ctx.dist
         if self.features_mode:
             features, labels = self.train_features
             yield from loops.feature_batches(
-                features, labels, batch_size=self.opts.batch_size, seed=self.ctx.seed,
+                features, labels, batch_size=self.local_batch, seed=self.ctx.seed,
                 epoch=p.epoch, start_batch=p.batch, rank=dist.rank, world_size=dist.world_size,
             )  # fmt: skip
             return
         if not hasattr(self, "_train_loader"):
-            self._train_loader = self._loader(train, shuffle=True, batch_size=self.opts.batch_size)
+            self._train_loader = self._loader(train, shuffle=True, batch_size=self.local_batch)
         loader, sampler = self._train_loader
         train.set_epoch(p.epoch)
         sampler.start_batch = p.batch
         for batch in loader:
-            yield batch["image"], batch["label"]
+            if len(batch["label"]) > 1:  # batch norm cannot train on a single patch
+                yield batch["image"], batch["label"]
 
     # -- training -----------------------------------------------------------------------
     def _train(self, trainer: Trainer, train: PatchDataset, batches_per_epoch: int) -> None:
@@ -186,15 +197,12 @@ class _Run:
         self.model.train()
         while p.epoch < self.opts.epochs and not p.done:
             for inputs, labels in self._epoch_batches(train, trainer):
-                loss = loops.train_step(
-                    trainer.net,
-                    inputs.to(self.device, non_blocking=True),
-                    labels.to(self.device, non_blocking=True),
-                    trainer.optimizer,
-                    self.loss_fn,
-                    scaler=trainer.scaler,
-                    amp=trainer.amp,
-                )
+                loss = float(
+                    train_step(
+                        trainer.net, (inputs, labels), self.loss_fn, trainer.optimizer,
+                        trainer.scaler,
+                    )
+                )  # fmt: skip
                 trainer.scheduler.step()
                 p.batch, p.loss_sum, p.loss_count = p.batch + 1, p.loss_sum + loss, p.loss_count + 1
                 step = p.epoch * batches_per_epoch + p.batch
@@ -212,7 +220,7 @@ class _Run:
         ctx, p = self.ctx, trainer.progress
         epoch, train_loss = p.epoch, trainer.epoch_loss
         metrics: dict[str, Any] = {
-            "train_loss": train_loss,
+            "train_loss": all_reduce_mean(train_loss, ctx.dist),
             "lr": trainer.scheduler.get_last_lr()[0],
         }
         val_loss = None
@@ -226,7 +234,7 @@ class _Run:
                 val_balanced_accuracy=found["balanced_accuracy"],
                 **{f"val_auc_{k}": v for k, v in found["auc"].items()},
             )
-        best = trainer.end_epoch(val_loss, self.opts.patience)
+        best = trainer.end_epoch(val_loss)
         ctx.log_metrics(epoch, **metrics)
         if best and val_loss is not None:
             ctx.set_best("val_loss", val_loss, epoch, mode="min")
@@ -251,14 +259,14 @@ class _Run:
         ctx = self.ctx
         best = ctx.load_checkpoint("best") if ctx.dist.is_main else None
         if best is not None:
-            self.model.load_state_dict(best["model"])
+            unwrap_model(self.model).load_state_dict(best["model"])
         if not ctx.dist.is_main:
             return
         part = "test" if patch_sets(self.slides, "test") else "val"
         evaluated = [s for s in self.slides if part in s.patches]
         summary: dict[str, Any] = {
             "evaluated_split": part,
-            "best_epoch": trainer.progress.best_epoch,
+            "best_epoch": trainer.early.best_epoch,
         }
         sets = patch_sets(self.slides, part)
         if sets:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from napari_wsi_ml.jobs.early_stopping import EarlyStopping
 from napari_wsi_ml.models import PatchClassifier
 
 
@@ -26,9 +27,6 @@ class Progress:
     batch: int = 0
     loss_sum: float = 0.0
     loss_count: int = 0
-    best_val_loss: float = math.inf
-    best_epoch: int = -1
-    bad_epochs: int = 0
     done: bool = False
 
 
@@ -43,6 +41,7 @@ class Trainer:
         weight_decay: AdamW weight decay.
         total_steps: Optimisation steps of the whole run.
         amp: Mixed precision (used on CUDA only).
+        patience: Early stopping on validation loss after this many epochs (0: never).
     """
 
     def __init__(
@@ -55,6 +54,7 @@ class Trainer:
         total_steps: int,
         amp: bool,
         device: torch.device,
+        patience: int = 0,
     ) -> None:
         self.model, self.net = model, net
         self.optimizer = torch.optim.AdamW(
@@ -67,6 +67,7 @@ class Trainer:
         self.amp = amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.progress = Progress()
+        self.early = EarlyStopping(patience=patience, mode="min")
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume (plain containers and tensors)."""
@@ -76,6 +77,9 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "progress": asdict(self.progress),
+            "epoch": self.progress.epoch,
+            "step_in_epoch": self.progress.batch,
+            "early_stopping": self.early.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -86,18 +90,13 @@ class Trainer:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
+        self.early.load_state_dict(state["early_stopping"])
 
-    def end_epoch(self, val_loss: float | None, patience: int) -> bool:
-        """Close the epoch; True when ``val_loss`` is the best so far. Sets ``done`` on stop."""
+    def end_epoch(self, val_loss: float | None) -> bool:
+        """Close the epoch; True when ``val_loss`` is the best so far (always without one)."""
         p = self.progress
-        improved = val_loss is None or val_loss < p.best_val_loss - 1e-9
-        if improved:
-            p.best_val_loss = math.inf if val_loss is None else val_loss
-            p.best_epoch, p.bad_epochs = p.epoch, 0
-        else:
-            p.bad_epochs += 1
-            if patience and p.bad_epochs >= patience:
-                p.done = True
+        improved = True if val_loss is None else self.early.update(val_loss, p.epoch)
+        p.done = self.early.should_stop
         p.epoch, p.batch, p.loss_sum, p.loss_count = p.epoch + 1, 0, 0.0, 0
         return improved
 

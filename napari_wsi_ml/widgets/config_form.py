@@ -1,103 +1,85 @@
-"""A magicgui form generated from a config-section dataclass (a task's options or data schema).
+"""A magicgui form of a config section, built from its field descriptions.
 
-Each field becomes a widget of its type: ``bool`` → check box, ``int`` / ``float`` → spin box
-within the field's bounds (:func:`~napari_wsi_ml.config_schema.spec`), ``Literal`` → combo box,
-``str`` → line edit. Any other type (optional numbers, paths, lists, mappings) is a line edit
-holding YAML (``[0.5, 2]``, ``{tumor: tumour}``; empty means ``null``). :meth:`ConfigForm.values`
-returns plain values for the config mapping; the config validation checks them as it checks
-a YAML file, so the form and the file cannot disagree.
+Descriptions come from :func:`~napari_wsi_ml.widgets.job_client.describe_task` (the task's
+config dataclasses as plain data). ``bool`` → check box, ``int`` / ``float`` → spin box within
+the field's bounds, ``choice`` → combo box, ``str`` → line edit; ``yaml`` fields (optional
+values, paths, lists, mappings) are line edits holding YAML (``[0.5, 2]``, ``{tumor: tumour}``;
+empty means ``null``). :meth:`ConfigForm.values` gives plain values for the config mapping,
+which the job system validates as it validates a YAML file: the form and a file cannot disagree.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import typing
-from collections.abc import Iterable
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import yaml
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FloatSpinBox,
-    LineEdit,
-    SpinBox,
-    Widget,
-)
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, LineEdit, SpinBox, Widget
 
-from napari_wsi_ml.config_schema import field_spec, to_plain
 from napari_wsi_ml.errors import ConfigError
 
 BIG = 1e9
 
 
-def _default(item: dataclasses.Field) -> Any:
-    if item.default is not dataclasses.MISSING:
-        return item.default
-    if item.default_factory is not dataclasses.MISSING:
-        return item.default_factory()
-    return None
-
-
-def _float_step(value: float) -> float:
-    """A spin-box step a tenth of the default's magnitude (its decimals follow)."""
+def float_step(value: float) -> float:
+    """A spin-box step a tenth of ``value``'s magnitude (at most 0.1); its decimals follow."""
     if value == 0 or not math.isfinite(value):
         return 0.01
     return min(10.0 ** (math.floor(math.log10(abs(value))) - 1), 0.1)
 
 
-def _tooltip(item: dataclasses.Field, hint: Any) -> str:
-    rule = field_spec(item)
-    parts = [f"{item.name}: {getattr(hint, '__name__', str(hint))}"]
-    parts += [text for text in (rule.help, rule.hint) if text]
-    return "\n".join(parts)
+def yaml_text(value: Any) -> str:
+    """``value`` as one line of YAML; empty for None."""
+    if value is None:
+        return ""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
-def field_widget(item: dataclasses.Field, hint: Any) -> Widget:
-    """The widget of one dataclass field, holding its default."""
-    default, rule = _default(item), field_spec(item)
-    label = item.name.replace("_", " ")
-    common: dict[str, Any] = {"name": item.name, "label": label, "tooltip": _tooltip(item, hint)}
-    if hint is bool:
+def _low(field: Mapping[str, Any], step: float) -> float:
+    if field.get("ge") is not None:
+        return float(field["ge"])
+    return float(field["gt"]) + step if field.get("gt") is not None else -BIG
+
+
+def field_widget(field: Mapping[str, Any]) -> Widget:
+    """The widget of one described field, holding its default."""
+    kind, default = field["kind"], field["default"]
+    common: dict[str, Any] = {
+        "name": field["name"],
+        "label": field["name"].replace("_", " "),
+        "tooltip": field.get("tooltip") or None,
+    }
+    high = float(field["le"]) if field.get("le") is not None else BIG
+    if kind == "bool":
         return CheckBox(value=bool(default), **common)
-    if typing.get_origin(hint) is Literal and all(
-        isinstance(a, str) for a in typing.get_args(hint)
-    ):
-        return ComboBox(choices=list(typing.get_args(hint)), value=default, **common)
-    if hint is int and isinstance(default, int):
-        low = rule.ge if rule.ge is not None else (rule.gt + 1 if rule.gt is not None else -BIG)
-        high = rule.le if rule.le is not None else BIG
-        return SpinBox(value=default, min=int(low), max=int(high), **common)
-    if hint is float and isinstance(default, int | float):
-        step = _float_step(float(default))
-        low = rule.ge if rule.ge is not None else (rule.gt + step if rule.gt is not None else -BIG)
-        high = rule.le if rule.le is not None else BIG
-        return FloatSpinBox(value=float(default), min=low, max=high, step=step, **common)
-    if hint is str and isinstance(default, str):
+    if kind == "choice":
+        return ComboBox(choices=list(field["choices"]), value=default, **common)
+    if kind == "int":
+        return SpinBox(value=default, min=int(_low(field, 1)), max=int(high), **common)
+    if kind == "float":
+        step = float_step(float(default))
+        return FloatSpinBox(value=default, min=_low(field, step), max=high, step=step, **common)
+    if kind == "str":
         return LineEdit(value=default, **common)
-    text = "" if default is None else yaml.safe_dump(to_plain(default), default_flow_style=True)
-    return LineEdit(value=text.strip().removesuffix("...").strip(), **common)
+    return LineEdit(value=yaml_text(default), **common)
 
 
 class ConfigForm(Container):
-    """The widgets of a dataclass schema's fields (minus ``skip``), as one magicgui container."""
+    """The widgets of a config section's fields (minus ``skip``), as one magicgui container."""
 
-    def __init__(self, schema: type, *, skip: Iterable[str] = ()) -> None:
-        hints = typing.get_type_hints(schema)
+    def __init__(self, fields: Iterable[Mapping[str, Any]], *, skip: Iterable[str] = ()) -> None:
         left_out = set(skip)
-        self.schema = schema
-        self.yaml_fields: set[str] = set()
-        widgets = []
-        for item in dataclasses.fields(schema):
-            if not item.init or item.name in left_out:
-                continue
-            widget = field_widget(item, hints[item.name])
-            if type(widget) is LineEdit and hints[item.name] is not str:
-                self.yaml_fields.add(item.name)
-            widgets.append(widget)
-        super().__init__(widgets=widgets, labels=True)
+        shown = [field for field in fields if field["name"] not in left_out]
+        self.yaml_fields = {field["name"] for field in shown if field["kind"] == "yaml"}
+        super().__init__(widgets=[field_widget(field) for field in shown], labels=True)
+
+    def widget(self, name: str) -> Widget:
+        """The widget of field ``name`` (KeyError when the form has none)."""
+        for widget in self:
+            if widget.name == name:
+                return widget
+        raise KeyError(name)
 
     def values(self) -> dict[str, Any]:
         """Field name → plain value, ready for the config mapping.

@@ -1,0 +1,197 @@
+"""The fast ASAP reader: same result as the general parser, or it defers to it."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_wsi_ml.annotations import Annotation, AnnotationType, read_asap
+from napari_wsi_ml.annotations._asap_expat import parse_generic
+from napari_wsi_ml.annotations._asap_fast import parse_canonical
+from napari_wsi_ml.annotations._asap_raw import RawAsap
+from napari_wsi_ml.errors import AnnotationFileError
+from tests.conftest import ANNOTATIONS_DIR
+
+HEAD = '<?xml version="1.0"?>\n<ASAP_Annotations>\n\t<Annotations>\n'
+TAIL = (
+    "\t</Annotations>\n\t<AnnotationGroups>\n"
+    '\t\t<Group Name="t" PartOfGroup="None" Color="#112233">\n\t\t\t<Attributes />\n'
+    "\t\t</Group>\n\t</AnnotationGroups>\n</ASAP_Annotations>\n"
+)
+OPEN = '\t\t<Annotation Name="{}" Type="Polygon" PartOfGroup="t" Color="#F4FA58">\n'
+
+
+def _doc(*blocks: str, name: str = "A") -> bytes:
+    """An ASAP file with one annotation per coordinate block."""
+    body = "".join(
+        OPEN.format(f"{name}{i}") + f"\t\t\t<Coordinates>{block}</Coordinates>\n\t\t</Annotation>\n"
+        for i, block in enumerate(blocks)
+    )
+    return (HEAD + body + TAIL).encode()
+
+
+def _rows(*rows: tuple[str, str, str]) -> str:
+    return "".join(f'\n\t\t\t\t<Coordinate Order="{o}" X="{x}" Y="{y}" />' for o, x, y in rows)
+
+
+SQUARE = (
+    _rows(("0", "0", "0"), ("1", "10.5", "0"), ("2", "10.5", "7"), ("3", "0", "7")) + "\n\t\t\t"
+)
+
+
+def _assert_same(fast: RawAsap, general: RawAsap) -> None:
+    assert [(a.attrs, a.line) for a in fast.annotations] == [
+        (a.attrs, a.line) for a in general.annotations
+    ]
+    for a, b in zip(fast.annotations, general.annotations, strict=True):
+        assert a.coordinates.dtype == np.float64 and a.coordinates.shape == b.coordinates.shape
+        assert np.array_equal(a.coordinates, b.coordinates)
+    assert [(g.attrs, g.attributes, g.line) for g in fast.groups] == [
+        (g.attrs, g.attributes, g.line) for g in general.groups
+    ]
+
+
+ACCEPTED = {
+    "canonical": _doc(SQUARE, SQUARE),
+    "crlf": _doc(SQUARE, SQUARE).replace(b"\n", b"\r\n"),
+    "lone-cr": _doc(SQUARE, SQUARE).replace(b"\n", b"\r"),
+    "one-line": _doc(SQUARE.replace("\n", "").replace("\t", ""), SQUARE),
+    "out-of-sequence": _doc(
+        _rows(("2", "20", "0"), ("0", "0", "0"), ("1", "10", "5"), ("1", "9", "9"))
+    ),
+    "decimal-comma": _doc(_rows(("0", "123,45", "-6,5"), ("1", "+1,0", "2"))),
+    "signs-and-points": _doc(_rows(("0", "-0", "+.5"), ("1", "1.", "007"))),
+    "entity-in-name": _doc(SQUARE, name="a &amp; b &#233; "),
+    "empty-block": _doc(SQUARE, "\n\t\t\t", SQUARE),
+    "two-blocks-one-annotation": _doc(SQUARE).replace(
+        b"</Coordinates>",
+        b"</Coordinates><Coordinates>" + _rows(("4", "1", "1")).encode() + b"</Coordinates>",
+    ),
+    "group-attributes": _doc(SQUARE).replace(
+        b"<Attributes />",
+        b'<Attributes><grade>3 &amp; 4</grade><Attribute Name="k" Value="v" /></Attributes>',
+    ),
+    "self-closed-empty": _doc(SQUARE, SQUARE).replace(
+        b"<Coordinates>",
+        b"<Coordinates />\n\t\t</Annotation>\n" + OPEN.format("E").encode() + b"<Coordinates>",
+        1,
+    ),
+}
+
+
+@pytest.mark.parametrize("data", ACCEPTED.values(), ids=ACCEPTED.keys())
+def test_fast_path_reads_what_the_general_parser_reads(data: bytes) -> None:
+    fast = parse_canonical(data, "f.xml")
+    assert fast is not None
+    _assert_same(fast, parse_generic(data, "f.xml"))
+
+
+def test_fast_path_values() -> None:
+    fast = parse_canonical(ACCEPTED["out-of-sequence"], "f.xml")
+    assert fast is not None
+    assert fast.annotations[0].coordinates.tolist() == [[0, 0], [10, 5], [9, 9], [20, 0]]
+    fast = parse_canonical(ACCEPTED["decimal-comma"], "f.xml")
+    assert fast is not None
+    assert fast.annotations[0].coordinates.tolist() == [[123.45, -6.5], [1.0, 2.0]]
+    fast = parse_canonical(ACCEPTED["entity-in-name"], "f.xml")
+    assert fast is not None
+    assert fast.annotations[0].attrs["Name"] == "a & b é 0"
+
+
+DEFERRED = {
+    "exponent": _doc(_rows(("0", "1e5", "2"))),
+    "empty-value": _doc(_rows(("0", "", "2"))),
+    "two-numbers-in-a-value": _doc(_rows(("0", "1-2", "2"))),
+    "two-points": _doc(_rows(("0", "1.5.5", "2"))),
+    "comma-without-digits": _doc(_rows(("0", ",5", "2"))),
+    "digit-in-tag-name": _doc(_rows(("0", "1", "2"))).replace(b"<Coordinate ", b"<Coordinate1 "),
+    "junk-after-value": _doc(_rows(("0", "1", "2"))).replace(b'X="1"', b'X="1"7'),
+    "missing-space": _doc(_rows(("0", "1", "2"))).replace(b'" Y', b'"Y'),
+    "attribute-order": _doc(_rows(("0", "1", "2"))).replace(b'X="1" Y="2"', b'Y="2" X="1"'),
+    "single-quotes": _doc(_rows(("0", "1", "2"))).replace(b'X="1"', b"X='1'"),
+    "nan": _doc(_rows(("0", "nan", "2"))),
+    "comment": _doc(SQUARE).replace(b"<Annotations>", b"<Annotations><!-- <Coordinates> -->"),
+    "processing-instruction": _doc(SQUARE).replace(
+        b"<Annotations>", b"<Annotations><?x <Coordinates> ?>"
+    ),
+    "tag-in-attribute": _doc(SQUARE).replace(b'Name="A0"', b'Name="<Coordinates></Coordinates>"'),
+    "nested": _doc(SQUARE).replace(b"<Coordinates>", b"<Coordinates><Coordinates>", 1),
+    "unclosed": _doc(SQUARE).replace(b"</Coordinates>", b""),
+    "outside-annotation": _doc(SQUARE).replace(
+        b"</AnnotationGroups>", b"<Coordinates></Coordinates></AnnotationGroups>"
+    ),
+    "other-encoding": _doc(SQUARE).replace(
+        b'version="1.0"', b'version="1.0" encoding="ISO-8859-1"'
+    ),
+    "no-coordinates-at-all": (HEAD + TAIL).encode(),
+}
+
+
+@pytest.mark.parametrize("data", DEFERRED.values(), ids=DEFERRED.keys())
+def test_fast_path_defers_and_reading_matches_the_general_parser(
+    data: bytes, tmp_path: Path
+) -> None:
+    assert parse_canonical(data, "f.xml") is None
+    path = tmp_path / "f.xml"
+    path.write_bytes(data)
+    try:
+        general = parse_generic(data, str(path))
+    except AnnotationFileError as error:
+        with pytest.raises(AnnotationFileError) as info:
+            read_asap(path)
+        assert str(info.value) == str(error)
+        assert re.search(r"line \d+", str(error))
+    else:
+        assert len(read_asap(path)) == sum(len(a.coordinates) > 0 for a in general.annotations)
+
+
+def test_messages_from_the_fast_path_name_the_file_line(tmp_path: Path) -> None:
+    data = _doc(SQUARE, "\n\t\t\t", SQUARE).replace(b"\n", b"\r\n")
+    path = tmp_path / "f.xml"
+    path.write_bytes(data)
+    assert parse_canonical(data, str(path)) is not None
+    skipped = read_asap(path).skipped
+    assert skipped == [f"{path}, line 12: annotation 'A1' has no coordinates"]
+    path.write_bytes(data.replace(b'Name="A2" Type="Polygon"', b'Name="A2" Type="Ellipse"'))
+    with pytest.raises(
+        AnnotationFileError, match=r"f\.xml, line 16: annotation 'A2' has the unknown"
+    ):
+        read_asap(path)
+
+
+def test_random_damage_is_refused_or_read_as_the_general_parser_does() -> None:
+    """Differential check: whatever the fast path accepts, the general parser reads the same."""
+    text = (ANNOTATIONS_DIR / "asap" / "CMU-1_detection.xml").read_bytes()
+    snippets = [b"<", b">", b'"', b"'", b"=", b" ", b"\r", b"5", b".", b",", b"-", b"e", b"&amp;"]
+    snippets += [b"<Coordinates>", b"</Coordinates>", b"<!-- -->", b"<Coordinates />"]
+    rng = random.Random(0)
+    accepted = 0
+    for _ in range(400):
+        data = bytearray(text)
+        for _ in range(rng.randint(1, 2)):
+            at = rng.randrange(len(data))
+            if rng.random() < 0.3:
+                del data[at]
+            else:
+                data[at:at] = rng.choice(snippets)
+        fast = parse_canonical(bytes(data), "f.xml")
+        if fast is not None:
+            accepted += 1
+            _assert_same(fast, parse_generic(bytes(data), "f.xml"))
+    assert accepted > 20  # the damage often falls in text where it changes nothing
+
+
+def test_trusted_annotation_equals_a_checked_one() -> None:
+    coords = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 0.5]])
+    checked = Annotation("a", AnnotationType.DOT, coords, group="g", color="#000000")
+    trusted = Annotation.trusted("a", AnnotationType.DOT, coords, "g", "#000000")
+    for field in dataclasses.fields(Annotation):
+        value, expected = getattr(trusted, field.name), getattr(checked, field.name)
+        assert type(value) is type(expected)
+        assert np.array_equal(value, expected) if field.name == "coordinates" else value == expected
+    assert repr(trusted) == repr(checked)

@@ -1,0 +1,145 @@
+"""The patch-classifier task end to end through the job system, on a tiny synthetic cohort."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_wsi_ml.data import grid_patches, plan_patch_read
+from napari_wsi_ml.errors import ConfigError
+from napari_wsi_ml.inference import Heatmap
+from napari_wsi_ml.jobs.config import load_job_config
+from napari_wsi_ml.jobs.runner import run_job
+from napari_wsi_ml.slide import open_slide
+
+REPO = Path(__file__).resolve().parents[2]
+HISTORY_KEYS = {
+    "epoch",
+    "train_loss",
+    "lr",
+    "val_loss",
+    "val_accuracy",
+    "val_balanced_accuracy",
+    "val_auc_normal",
+    "val_auc_tumour",
+}
+
+
+def tiny_config(manifest: Path, **task: object) -> dict:
+    """Small patches at a coarse resolution, a few per class and slide: seconds on a CPU."""
+    return {
+        "job": {"task": "patch_classifier", "seed": 3},
+        "data": {
+            "cohort": str(manifest),
+            "patch_size": 32,
+            "target_mpp": 2.0,
+            "max_patches_per_class": 12,
+            "val_fraction": 0.25,
+            "test_fraction": 0.25,
+        },
+        "patch_classifier": {
+            "backbone": "resnet18",
+            "epochs": 2,
+            "batch_size": 8,
+            "patience": 0,
+            **task,
+        },
+    }
+
+
+def test_end_to_end_run_writes_metrics_and_georeferenced_heatmaps(synthetic_cohort, tmp_path):
+    outcome = run_job(tiny_config(synthetic_cohort.manifest, epochs=1), run_root=tmp_path)
+    assert outcome.status == "finished"
+    run = outcome.run_dir
+    for name in ("config.yaml", "env.json", "data.json", "events.jsonl", "metrics.json"):
+        assert (run / name).is_file(), name
+    assert (run / "checkpoints" / "last.pt").is_file() and (run / "checkpoints/best.pt").is_file()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [row["epoch"] for row in metrics["history"]] == [0]
+    assert set(metrics["history"][0]) == HISTORY_KEYS
+    assert metrics["history"][0]["train_loss"] > 0
+    summary = metrics["summary"]
+    assert summary["evaluated_split"] in ("test", "val")
+    assert set(summary["patch"]) >= {"accuracy", "balanced_accuracy", "auc", "auc_ci", "per_site"}
+    data = json.loads((run / "data.json").read_text())
+    assert data["split_by"] == "patient" and len(data["annotation_hash"]) == 64
+    evaluated = [s for s in data["slides"] if summary["evaluated_split"] in s["patches"]]
+    assert evaluated
+    for entry in evaluated:
+        heatmap = Heatmap.load(run / "heatmaps" / f"{entry['slide']}.heatmap.npz")
+        with open_slide(entry["path"]) as slide:
+            assert heatmap.slide_fingerprint == slide.fingerprint == entry["fingerprint"]
+            plan = plan_patch_read(slide, patch_size=32, target_mpp=2.0)
+            tissue = grid_patches(slide, plan)
+            width, height = slide.level_dimensions[0]
+        ex, ey = plan.extent
+        sx, sy = plan.level0_stride(None)  # the grid's step: the patch, on the read level
+        assert heatmap.origin == (0.0, 0.0)
+        assert heatmap.stride == (float(sx), float(sy))
+        assert heatmap.patch_size == (float(ex), float(ey))
+        assert heatmap.grid_shape == ((height - ey) // sy + 1, (width - ex) // sx + 1)
+        assert heatmap.class_names == ("normal", "tumour") and heatmap.run_id == run.name
+        scored = ~np.isnan(heatmap.values[:, :, 0])
+        assert scored.sum() == len(tissue)  # every tissue patch scored, nothing else
+        assert scored[tissue.xy[:, 1] // sy, tissue.xy[:, 0] // sx].all()
+        probs = heatmap.values[scored]
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_resume_after_cancel_gives_the_same_metrics(synthetic_cohort, tmp_path):
+    config = tiny_config(synthetic_cohort.manifest)
+    straight = run_job(config, run_root=tmp_path / "straight")
+    root = tmp_path / "cancelled"
+
+    def cancel_after_first_step(event) -> None:
+        if event.kind == "progress" and event.fields["step"] >= 1:
+            next(root.iterdir()).joinpath("cancel.request").touch()
+
+    cancelled = run_job(config, run_root=root, on_event=cancel_after_first_step)
+    assert cancelled.status == "cancelled"
+    resumed = run_job(resume_dir=cancelled.run_dir)
+    assert resumed.status == "finished"
+    events = (cancelled.run_dir / "events.jsonl").read_text()
+    assert '"resumed_from": {"epoch": 0, "step": 1}' in events
+    one = json.loads((straight.run_dir / "metrics.json").read_text())
+    two = json.loads((resumed.run_dir / "metrics.json").read_text())
+    assert len(one["history"]) == len(two["history"]) == 2
+    for row_a, row_b in zip(one["history"], two["history"], strict=True):
+        for key in HISTORY_KEYS:
+            assert row_a[key] == pytest.approx(row_b[key], abs=1e-6, nan_ok=True), key
+    assert one["summary"]["patch"]["auc"] == pytest.approx(two["summary"]["patch"]["auc"])
+
+
+def test_linear_probe_with_precomputed_features(synthetic_cohort, tmp_path):
+    config = tiny_config(synthetic_cohort.manifest, mode="linear_probe", epochs=1, heatmaps=False)
+    outcome = run_job(config, run_root=tmp_path)
+    assert outcome.status == "finished"
+    metrics = json.loads((outcome.run_dir / "metrics.json").read_text())
+    assert metrics["history"][0]["val_loss"] > 0
+    assert not list((outcome.run_dir / "heatmaps").iterdir())
+
+
+def test_config_problems_are_reported_before_running(synthetic_cohort):
+    config = tiny_config(synthetic_cohort.manifest, lerning_rate=0.1, backbone="resnet181")
+    config["data"]["annotations"] = ["a.xml"]
+    with pytest.raises(ConfigError) as info:
+        load_job_config(config)
+    text = str(info.value)
+    assert "unknown key 'lerning_rate' — did you mean 'learning_rate'?" in text
+    config["patch_classifier"].pop("lerning_rate")
+    with pytest.raises(ConfigError) as info:
+        load_job_config(config)
+    text = str(info.value)
+    assert "unknown timm model 'resnet181'" in text and "'resnet18'" in text
+    assert "give either cohort or slides" in text or "annotation file per slide" in text
+
+
+def test_shipped_configs_load():
+    for path in sorted((REPO / "configs").glob("patch_classifier*.yaml")):
+        config = load_job_config(path)
+        assert config.job.task == "patch_classifier"
+        assert config.data.cohort == REPO / "sample_cohort" / "manifest.csv"
+        assert config.task.backbone == "resnet18"

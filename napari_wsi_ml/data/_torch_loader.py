@@ -107,18 +107,28 @@ class EpochShuffleSampler(Sampler[int]):
     """Indices of a map-style dataset in an order drawn from ``(seed, dataset.epoch)``.
 
     The order depends on the epoch number only (not on how many epochs ran before), so a
-    resumed run sees the same order as an uninterrupted one.
+    resumed run sees the same order as an uninterrupted one. With ``world_size`` processes,
+    rank ``r`` takes every ``world_size``-th index of that order from position ``r``.
     """
 
-    def __init__(self, dataset: Any, seed: int = 0) -> None:
-        self.dataset, self.seed = dataset, int(seed)
+    def __init__(self, dataset: Any, seed: int = 0, *, rank: int = 0, world_size: int = 1):
+        self.dataset, self.seed, self.rank, self.world_size = dataset, int(seed), rank, world_size
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(range(self.rank, len(self.dataset), self.world_size))
 
     def __iter__(self) -> Iterator[int]:
         rng = np.random.default_rng([self.seed, int(self.dataset.epoch)])
-        return iter(rng.permutation(len(self.dataset)).tolist())
+        order = rng.permutation(len(self.dataset))[self.rank :: self.world_size]
+        return iter(order.tolist())
+
+
+def distributed_rank() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process (``(0, 1)`` without :mod:`torch.distributed`)."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def make_loader(
@@ -143,7 +153,8 @@ def make_loader(
         num_workers: Worker processes (0: read in this process).
         shuffle: Shuffle a map-style dataset (default True for it; never for iterable ones).
         seed: Seed of the shuffle order, with the dataset's epoch (see
-            :class:`EpochShuffleSampler`).
+            :class:`EpochShuffleSampler`); under :mod:`torch.distributed` each rank gets its
+            share of that order.
         drop_last: Drop the last incomplete batch.
         pin_memory: Pin batches (default: when CUDA is available).
         prefetch_factor: Batches prefetched per worker (DataLoader default when None).
@@ -164,7 +175,8 @@ def make_loader(
         if prefetch_factor is not None:
             options["prefetch_factor"] = prefetch_factor
     if shuffle and not iterable:
-        options["sampler"] = EpochShuffleSampler(dataset, seed)
+        rank, world = distributed_rank()
+        options["sampler"] = EpochShuffleSampler(dataset, seed, rank=rank, world_size=world)
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -42,6 +42,7 @@ from napari_wsi_ml.data._torch_loader import (
     DEFAULT_WORKER_CACHE_BYTES,
     SlidePool,
     collate_patches,
+    distributed_rank,
     item_generator,
     make_loader,
     worker_init,
@@ -300,7 +301,4 @@ class OnlinePatchDataset(_PatchSource, IterableDataset):
 def _rank_and_world(rank: int | None, world: int | None) -> tuple[int, int]:
     if rank is not None and world is not None:
         return rank, world
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return distributed_rank()

@@ -3,13 +3,14 @@
 Slides come from a cohort CSV (patients and sites from its columns) or from explicit lists
 (each slide its own patient). With at least three slides, whole patients go to train / val /
 test (:func:`~napari_wsi_ml.data.split_slides`); with fewer, the patches are split by square
-blocks of the slide (``BLOCK_PATCHES`` patches a side), so neighbouring patches never straddle
+blocks of the slide (4 patches a side), so neighbouring patches never straddle
 two splits.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from napari_wsi_ml.slide import open_slide
 from napari_wsi_ml.training.options import PatchDataOptions, class_names
 
 SPLITS = ("train", "val", "test")
-BLOCK_PATCHES = 8
+BLOCK_PATCHES = 4
 MIN_SLIDES_FOR_SLIDE_SPLIT = 3
 
 
@@ -141,16 +142,20 @@ def _limit(patches: PatchSet, most: int | None, seed: int) -> PatchSet:
 
 
 def _block_parts(patches: PatchSet, data: PatchDataOptions, seed: int) -> np.ndarray:
-    """Split name of each patch, drawn per block of ``BLOCK_PATCHES`` patches a side."""
+    """Split name of each patch, dealt per block of ``BLOCK_PATCHES`` patches a side.
+
+    Blocks are shuffled (seeded); the first ``ceil(test_fraction · n)`` go to test, the next
+    ``ceil(val_fraction · n)`` to val, the rest to train.
+    """
     block = np.asarray(patches.plan.extent) * BLOCK_PATCHES
-    keys = patches.xy // block
-    blocks, inverse = np.unique(keys, axis=0, return_inverse=True)
-    draw = np.random.default_rng([seed, 0xB10C]).random(len(blocks))
-    part = np.where(
-        draw < data.test_fraction,
-        "test",
-        np.where(draw < data.test_fraction + data.val_fraction, "val", "train"),
-    )
+    blocks, inverse = np.unique(patches.xy // block, axis=0, return_inverse=True)
+    n = len(blocks)
+    n_test = math.ceil(data.test_fraction * n) if n > 2 else 0
+    n_val = math.ceil(data.val_fraction * n) if n > 1 else 0
+    part = np.full(n, "train", dtype=object)
+    order = np.random.default_rng([seed, 0xB10C]).permutation(n)
+    part[order[:n_test]] = "test"
+    part[order[n_test : n_test + n_val]] = "val"
     return part[inverse.reshape(-1)]
 
 

@@ -71,6 +71,8 @@ def check_options(data: PatchDataOptions, task: PatchClassifierOptions) -> list[
     problems = []
     if (data.cohort is None) == (not data.slides):
         problems.append("data.cohort: give either cohort or slides (not both, not neither)")
+    if data.annotations and not data.slides:
+        problems.append("data.annotations: goes with slides; a cohort names its own files")
     if data.slides and len(data.annotations) != len(data.slides):
         problems.append(
             f"data.annotations: {len(data.annotations)} files for {len(data.slides)} slides; "

@@ -123,15 +123,22 @@ def is_loss(name: str) -> bool:
     return "loss" in name.lower()
 
 
+LEARNING_RATE_NAMES = ("lr", "learning_rate")
+
+
 def draw_run_curves(figure: Figure, trace: RunTrace, *, title: str = "") -> None:
     """Draw the loss curves (left) and the other metrics (right) of ``trace`` on ``figure``.
 
-    The figure is cleared first. Every point is marked, so a one-epoch curve shows.
+    The learning rate, on another scale, is a dashed grey line on its own axis at the right of
+    the loss plot. The figure is cleared first; every point is marked, so one epoch shows.
     """
     figure.clear()
     loss_axes, metric_axes = figure.subplots(1, 2)
+    rates = [name for name in trace.curves if name in LEARNING_RATE_NAMES]
     for axes, want_loss, label in ((loss_axes, True, "loss"), (metric_axes, False, "metric")):
-        names = sorted(name for name in trace.curves if is_loss(name) == want_loss)
+        names = sorted(
+            name for name in trace.curves if is_loss(name) == want_loss and name not in rates
+        )
         for name in names:
             xs, ys = zip(*trace.curves[name], strict=True)
             axes.plot(xs, ys, marker="o", markersize=3, linewidth=1.5, label=name)
@@ -150,6 +157,13 @@ def draw_run_curves(figure: Figure, trace: RunTrace, *, title: str = "") -> None
                 color="gray",
                 transform=axes.transAxes,
             )
+    for name in rates:
+        rate_axes = loss_axes.twinx()
+        xs, ys = zip(*trace.curves[name], strict=True)
+        rate_axes.plot(xs, ys, linestyle="--", color="gray", linewidth=1, label=name)
+        rate_axes.set_ylabel(name, color="gray", fontsize="small")
+        rate_axes.tick_params(axis="y", labelsize="x-small", colors="gray")
+        rate_axes.set_ylim(bottom=0)
     if title:
         figure.suptitle(title, fontsize="medium")
     figure.tight_layout()

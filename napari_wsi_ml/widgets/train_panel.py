@@ -45,11 +45,10 @@ from qtpy.QtWidgets import (
 from napari_wsi_ml.annotations import AnnotationSet, write_asap
 from napari_wsi_ml.errors import ConfigError, WsiMlError
 from napari_wsi_ml.inference import Heatmap
-from napari_wsi_ml.jobs import RunHandle, cancel_run, list_runs, read_status, resume_job
-from napari_wsi_ml.jobs.events import EventReader
-from napari_wsi_ml.jobs.run_dir import RunPaths, read_json
+from napari_wsi_ml.jobs import RunHandle, cancel_run, list_runs, resume_job
 from napari_wsi_ml.jobs.task import task_names
 from napari_wsi_ml.viewer.annotation_layers import annotation_set_of_layer, is_annotation_layer
+from napari_wsi_ml.viewer.run_follower import RunFollower
 from napari_wsi_ml.viewer.run_plots import RunTrace, draw_run_curves
 from napari_wsi_ml.viewer.slide_layer import FINGERPRINT_KEY, active_slide_layer, layers_of_slide
 from napari_wsi_ml.widgets.config_form import ConfigForm
@@ -62,7 +61,6 @@ if TYPE_CHECKING:
 
 SOURCE_FIELDS = ("cohort", "slides", "annotations", "slide_labels")
 DEFAULT_TASK = "patch_classifier"
-LOG_LINES = 20
 POLL_MS = 1000
 LIST_EVERY = 5  # polls between refreshes of the run list while a run is active
 STOPPED = ("cancelled", "failed", "interrupted")
@@ -74,28 +72,6 @@ def write_export(export: tuple[AnnotationSet, Path]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_asap(annotations, path)
     return path
-
-
-def error_report(trace: RunTrace, run_dir: Path, status_message: str | None) -> str:
-    """The error of a failed run and the last lines of its ``log.txt``."""
-    message = trace.errors[-1] if trace.errors else status_message or "the job failed"
-    tail = RunHandle(run_dir).log_tail(LOG_LINES)
-    return f"{message}\n\n— last lines of log.txt —\n{tail}" if tail else message
-
-
-def metrics_text(run_dir: Path) -> str:
-    """Best epoch and the scalar summary values of ``metrics.json``, one per line."""
-    metrics = read_json(RunPaths(run_dir).metrics)
-    if not isinstance(metrics, dict):
-        return ""
-    lines = []
-    best = metrics.get("best") or {}
-    if isinstance(best.get("value"), int | float):
-        lines.append(f"best {best['metric']} = {best['value']:.4g} (epoch {best.get('epoch')})")
-    summary = metrics.get("summary") or {}
-    scalars = {k: v for k, v in summary.items() if isinstance(v, int | float)}
-    lines += [f"{key} = {value:.4g}" for key, value in scalars.items()]
-    return "\n".join(lines)
 
 
 class TrainPanel(QWidget):
@@ -111,11 +87,9 @@ class TrainPanel(QWidget):
         self.uses_source = False  # the task reads slides: a data source is asked for
         self.handle: RunHandle | None = None  # the job last resumed here (its process)
         self.run_dir: Path | None = None  # the run shown
-        self.trace = RunTrace()
-        self.state = ""
+        self.follower: RunFollower | None = None
         self.folder_prompt: Callable[[], str | None] = self._ask_folder
         self.csv_prompt: Callable[[], str | None] = self._ask_csv
-        self._reader: EventReader | None = None
         self._announce = False
         self._polls = 0
         self._build()
@@ -160,11 +134,12 @@ class TrainPanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
         self.progress_label = QLabel(wordWrap=True)
-        self.figure = Figure(figsize=(5.0, 2.4), dpi=80)
+        self.figure = Figure(figsize=(5.0, 3.0), dpi=80)
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(190)
+        self.canvas.setMinimumHeight(250)
         self.run_list = RunList()
-        self.run_list.setMinimumHeight(110)
+        self.run_list.setMinimumHeight(90)
+        self.run_list.setMaximumHeight(170)
         self.refresh_button = QPushButton("Refresh")
         self.overlay_button = QPushButton("Overlay heatmap", enabled=False)
         self.metrics_label = QLabel(wordWrap=True)
@@ -388,8 +363,8 @@ class TrainPanel(QWidget):
     # ----------------------------------------------------------------- following a run
     def show_run(self, run_dir: Path | None) -> None:
         """Show ``run_dir``'s curves, progress and state, and follow it while it runs."""
-        self.run_dir, self.trace, self.state = run_dir, RunTrace(), ""
-        self._reader = EventReader(RunPaths(run_dir).events) if run_dir is not None else None
+        self.run_dir = run_dir
+        self.follower = RunFollower(run_dir, self.handle) if run_dir is not None else None
         self._announce = run_dir in self.started_here
         self.error_box.setVisible(False)
         self.metrics_label.setText("")
@@ -399,62 +374,56 @@ class TrainPanel(QWidget):
         if run_dir is not None:
             self.timer.start()
 
+    @property
+    def state(self) -> str:
+        """The shown run's state (``""`` when none is shown)."""
+        return self.follower.state if self.follower is not None else ""
+
+    @property
+    def trace(self) -> RunTrace:
+        """What the shown run's events said so far."""
+        return self.follower.trace if self.follower is not None else RunTrace()
+
     def poll(self, *, redraw: bool = False) -> None:
         """Read the run's new events; update progress, curves and, once it ended, its outcome."""
-        if self.run_dir is None or self._reader is None:
+        follower = self.follower
+        if follower is None:
             self._draw()
             self.timer.stop()
             return
-        state = self._run_state()
-        events = self._reader.read_new()
-        self.trace.extend(events)
+        events, changed = follower.poll()
         if redraw or any(event.kind == "metric" for event in events):
             self._draw()
-        if self.trace.fraction is not None:
-            self.progress.setValue(round(1000 * self.trace.fraction))
-        self.progress_label.setText(f"{self.run_dir.name}: {state} · {self.trace.progress_text()}")
+        if follower.trace.fraction is not None:
+            self.progress.setValue(round(1000 * follower.trace.fraction))
+        progress = follower.trace.progress_text()
+        self.progress_label.setText(f"{follower.run_dir.name}: {follower.state} · {progress}")
         self._polls += 1
-        if state != self.state:
-            self.state = state
+        if changed or self._polls % LIST_EVERY == 0:
             self.refresh_runs()
-            if state not in ("queued", "running"):
-                self._ended(state)
-        elif self._polls % LIST_EVERY == 0:
-            self.refresh_runs()
+        if changed and not follower.active:
+            self._ended(follower)
         self._update_buttons()
 
-    def _run_state(self) -> str:
-        """``running`` while a job resumed here lives, else what status.json says."""
-        handle = self.handle
-        if handle is not None and handle.run_dir == self.run_dir and handle.poll() is None:
-            return "running"
-        try:
-            return read_status(self.run_dir).status
-        except WsiMlError:
-            return "missing"
-
-    def _ended(self, state: str) -> None:
+    def _ended(self, follower: RunFollower) -> None:
         self.timer.stop()
-        assert self.run_dir is not None
-        self.metrics_label.setText(metrics_text(self.run_dir))
-        self.overlay_button.setEnabled(bool(self.heatmap_files()))
-        if state in ("failed", "interrupted"):
-            status = self.run_list.status_of(self.run_dir)
-            self.error_box.setPlainText(
-                error_report(self.trace, self.run_dir, status.message if status else None)
-            )
+        state, name = follower.state, follower.run_dir.name
+        self.metrics_label.setText(follower.metrics_text())
+        self.overlay_button.setEnabled(bool(follower.heatmap_files()))
+        failed = state in ("failed", "interrupted")
+        if failed:
+            self.error_box.setPlainText(follower.error_report())
             self.error_box.setVisible(True)
-        if self._announce:
-            self._announce = False
-            if state in ("failed", "interrupted"):
-                reason = self.trace.errors[-1] if self.trace.errors else "see the Train panel"
-                show_error(f"Training run {self.run_dir.name} {state}: {reason}")
-            elif state == "cancelled":
-                show_warning(
-                    f"Training run {self.run_dir.name} was cancelled; Resume continues it."
-                )
-            else:
-                show_info(f"Training run {self.run_dir.name} {state}.")
+        if not self._announce:
+            return
+        self._announce = False
+        if failed:
+            reason = follower.trace.errors[-1] if follower.trace.errors else "see the Train panel"
+            show_error(f"Training run {name} {state}: {reason}")
+        elif state == "cancelled":
+            show_warning(f"Training run {name} was cancelled; Resume continues it.")
+        else:
+            show_info(f"Training run {name} {state}.")
 
     def _draw(self) -> None:
         title = self.run_dir.name if self.run_dir is not None else ""
@@ -462,7 +431,7 @@ class TrainPanel(QWidget):
         self.canvas.draw_idle()
 
     def _update_buttons(self) -> None:
-        self.cancel_button.setEnabled(self.state in ("queued", "running"))
+        self.cancel_button.setEnabled(self.follower is not None and self.follower.active)
         self.resume_button.setEnabled(self.state in STOPPED)
 
     def refresh_runs(self, *_: Any) -> None:
@@ -475,14 +444,12 @@ class TrainPanel(QWidget):
             self.show_run(run_dir)
 
     # ----------------------------------------------------------------- heatmaps
-    def heatmap_files(self) -> list[Path]:
-        """The heatmaps the shown run wrote."""
-        if self.run_dir is None:
-            return []
-        return sorted(RunPaths(self.run_dir).heatmaps.glob("*.npz"))
-
     def overlay_heatmap(self) -> None:
-        """Add the shown run's heatmap of the open slide; another slide's is refused."""
+        """Add the shown run's heatmap of the open slide; another slide's is refused.
+
+        A heatmap of several classes is shown class by class, all but the first (the
+        background class of a classifier); a one-class heatmap is shown as it is.
+        """
         from napari.layers import Layer
 
         from napari_wsi_ml.viewer.heatmap_layer import heatmap_layer_data
@@ -492,13 +459,20 @@ class TrainPanel(QWidget):
             show_warning("Open the slide the heatmap was computed on first.")
             return
         refusals = []
-        for path in self.heatmap_files():
+        files = self.follower.heatmap_files() if self.follower is not None else []
+        for path in files:
             try:
-                data = heatmap_layer_data(Heatmap.load(path), slide_layer.metadata["slide"])
+                heatmap = Heatmap.load(path)
+                classes = heatmap.class_names[1:] or heatmap.class_names  # not the background
+                layers = [
+                    heatmap_layer_data(heatmap, slide_layer.metadata["slide"], channel=name)
+                    for name in classes
+                ]
             except WsiMlError as error:
                 refusals.append(str(error))
                 continue
-            self.viewer.add_layer(Layer.create(*data))
+            for data in layers:
+                self.viewer.add_layer(Layer.create(*data))
             return
         show_error(refusals[0] if refusals else "This run has no heatmap.")
 

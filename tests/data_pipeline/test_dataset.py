@@ -176,3 +176,20 @@ def test_unreadable_patches_are_skipped_and_counted(pipeline_slide, tmp_path: Pa
     assert batches[0]["image"].shape == (3, 3, 64, 64)
     empty = collate_patches([None, None])
     assert empty["skipped"] == 2 and len(empty["label"]) == 0
+
+
+def test_shuffle_order_depends_on_seed_and_epoch_and_splits_over_ranks(plan_and_grid) -> None:
+    from napari_wsi_ml.data._torch_loader import EpochShuffleSampler
+
+    _, grid = plan_and_grid
+    dataset = PatchDataset([grid])
+    order = list(EpochShuffleSampler(dataset, seed=1))
+    assert sorted(order) == list(range(len(dataset))) and order != sorted(order)
+    assert list(EpochShuffleSampler(dataset, seed=1)) == order
+    ranks = [list(EpochShuffleSampler(dataset, seed=1, rank=r, world_size=3)) for r in range(3)]
+    assert sorted(i for part in ranks for i in part) == sorted(order)
+    assert [len(EpochShuffleSampler(dataset, 1, rank=r, world_size=3)) for r in range(3)] == [
+        len(part) for part in ranks
+    ]
+    dataset.set_epoch(2)
+    assert list(EpochShuffleSampler(dataset, seed=1)) != order

@@ -9,6 +9,7 @@ a run; a run's heatmap is overlaid on its slide and another slide's is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -213,20 +214,27 @@ def test_overlay_heatmap_of_a_run_and_refusal_of_another_slides(
     panel.refresh_runs()
     (run,) = panel.run_list.runs
     heatmaps = RunPaths(run.run_dir).heatmaps
-    heatmap = hematoxylin_density_heatmap(slide_layer.metadata["slide"], 512)
+    density = hematoxylin_density_heatmap(slide_layer.metadata["slide"], 512)
+    h = density.channel(0) / np.nanmax(density.channel(0))
+    heatmap = dataclasses.replace(  # a two-class classifier's map: normal, tumour
+        density, values=np.stack([1 - h, h], axis=-1), class_names=("normal", "tumour")
+    )
     heatmap.save(heatmaps / "synthetic.heatmap.npz")
     panel.run_list.selectRow(0)
     assert panel.run_dir == run.run_dir and panel.state == "finished"
     assert panel.overlay_button.isEnabled()
 
+    count = len(viewer.layers)
     panel.overlay_button.click()
+    assert len(viewer.layers) == count + 1  # the tumour class only, not the background
     layer = viewer.layers[-1]
     assert layer.metadata[KIND_KEY] == HEATMAP_KIND
+    assert layer.metadata["class_name"] == "tumour"
     assert layer.metadata[FINGERPRINT_KEY] == slide_layer.metadata[FINGERPRINT_KEY]
     assert layer.metadata["heatmap"]["run_id"] == heatmap.run_id
-    scored = np.isfinite(heatmap.channel(0))
+    scored = np.isfinite(h)
     assert scored.sum() >= 20  # the tissue's cells
-    np.testing.assert_allclose(layer.data[scored], heatmap.channel(0)[scored], rtol=1e-6)
+    np.testing.assert_allclose(layer.data[scored], h[scored], rtol=1e-6)
 
     with open_slide(SLIDES_DIR / "cmu-1-small-region.svs") as other:
         hematoxylin_density_heatmap(other, 512).save(heatmaps / "synthetic.heatmap.npz")

@@ -113,13 +113,23 @@ def test_resume_after_cancel_gives_the_same_metrics(synthetic_cohort, tmp_path):
     assert one["summary"]["patch"]["auc"] == pytest.approx(two["summary"]["patch"]["auc"])
 
 
-def test_linear_probe_with_precomputed_features(synthetic_cohort, tmp_path):
-    config = tiny_config(synthetic_cohort.manifest, mode="linear_probe", epochs=1, heatmaps=False)
+def test_linear_probe_on_one_slides_annotations(synthetic_cohort, tmp_path):
+    """The Train panel's case: one slide and its annotation file; patches split by blocks."""
+    slide = synthetic_cohort.slides[0]
+    config = tiny_config(synthetic_cohort.manifest, mode="linear_probe", epochs=1)
+    config["data"].pop("cohort")
+    config["data"].update(slides=[str(slide.path)], annotations=[str(slide.truth_xml)])
+    config["data"]["max_patches_per_class"] = None
     outcome = run_job(config, run_root=tmp_path)
     assert outcome.status == "finished"
+    data = json.loads((outcome.run_dir / "data.json").read_text())
+    assert data["split_by"] == "block" and data["split"] is None
+    counts = data["slides"][0]["patches"]
+    assert set(counts) == {"train", "val", "test"} and counts["train"]["tumour"] > 0
     metrics = json.loads((outcome.run_dir / "metrics.json").read_text())
     assert metrics["history"][0]["val_loss"] > 0
-    assert not list((outcome.run_dir / "heatmaps").iterdir())
+    assert metrics["summary"]["slide"] is None  # one slide: no slide-level AUC
+    assert (outcome.run_dir / "heatmaps" / f"{slide.path.stem}.heatmap.npz").is_file()
 
 
 def test_config_problems_are_reported_before_running(synthetic_cohort):
@@ -134,7 +144,7 @@ def test_config_problems_are_reported_before_running(synthetic_cohort):
         load_job_config(config)
     text = str(info.value)
     assert "unknown timm model 'resnet181'" in text and "'resnet18'" in text
-    assert "give either cohort or slides" in text or "annotation file per slide" in text
+    assert "data.annotations: goes with slides" in text
 
 
 def test_shipped_configs_load():

@@ -5,9 +5,10 @@ augmented per item with flips, HED and colour jitter) of a synthetic slide feed
 ``timm.create_model("resnet18", pretrained=False, num_classes=2)``; every step is split into
 the time spent waiting for the next batch and the time of forward + backward + SGD step.
 The same model trained on the same batches pre-loaded in memory gives the reference
-throughput. Prints a Markdown table.
+throughput; it runs before and after the loaders (the mean is the reference), so that a change
+of machine load during the run shows. Prints a Markdown table.
 
-    .venv/bin/python benchmarks/bench_dataloader.py [--steps 10] [--batch-size 32]
+    .venv/bin/python benchmarks/bench_dataloader.py [--steps 8] [--batch-size 32]
 
 The slide is written once under /tmp/napari-wsi-ml-bench/ and reused.
 """
@@ -91,34 +92,36 @@ def run(batches, steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--patch-size", type=int, default=224)
     args = parser.parse_args()
     n = args.batch_size * (args.steps + WARMUP)
     dataset = build_dataset(args.patch_size, n)
     rows = []
+    load = os.getloadavg()[0]
     for threads in (2, 1):
         torch.set_num_threads(threads)
         preloaded = list(make_loader(dataset, batch_size=args.batch_size))
-        reference = run(preloaded, args.steps)
-        rows.append(("pre-loaded tensors", 0, threads, reference, reference))
+        measured = [("pre-loaded tensors", 0, run(preloaded, args.steps))]
         for workers in (0, 2):
             loader = make_loader(dataset, batch_size=args.batch_size, num_workers=workers)
-            rows.append(
-                ("DataLoader, online patches", workers, threads, run(loader, args.steps), reference)
-            )
+            measured.append(("DataLoader, online patches", workers, run(loader, args.steps)))
+        measured.append(("pre-loaded tensors (again)", 0, run(preloaded, args.steps)))
+        reference = (measured[0][2]["throughput"] + measured[-1][2]["throughput"]) / 2
+        rows += [(name, workers, threads, result, reference) for name, workers, result in measured]
     print(
         f"ResNet-18 training step, batch {args.batch_size}, {args.patch_size} px patches at "
-        f"0.5 µm/px, {args.steps} steps after {WARMUP} warm-up, {os.cpu_count()} CPU cores\n"
+        f"0.5 µm/px, {args.steps} steps after {WARMUP} warm-up, {os.cpu_count()} CPU cores, "
+        f"1-min load average {load:.1f} at the start\n"
     )
     print(
         "| data | workers | torch threads | waiting for data | step (s) | patches/s "
-        "| vs pre-loaded |"
+        "| vs pre-loaded (mean of both runs) |"
     )
     print("|---|---|---|---|---|---|---|")
     for name, workers, threads, result, reference in rows:
-        ratio = result["throughput"] / reference["throughput"]
+        ratio = result["throughput"] / reference
         print(
             f"| {name} | {workers} | {threads} | {result['wait']:.1%} | "
             f"{result['step_s']:.2f} | {result['throughput']:.1f} | {ratio:.2f}× |"

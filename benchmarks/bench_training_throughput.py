@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--no-augment", action="store_true", help="read patches only")
     args = parser.parse_args()
 
     data = PatchDataOptions(
@@ -65,7 +66,7 @@ def main() -> None:
     )
     slides = prepare_slides(slide_records(data), data, None, seed=0)
     sets = [p.patches["train"] for p in slides if len(p.patches.get("train", ()))]
-    dataset = PatchDataset(sets, transform=Augmenter(), seed=0)
+    dataset = PatchDataset(sets, transform=None if args.no_augment else Augmenter(), seed=0)
     needed = args.batch_size * (args.steps + args.warmup)
     print(f"{len(dataset)} patches of {len(sets)} slides; {torch.get_num_threads()} torch threads")
 
@@ -90,12 +91,13 @@ def main() -> None:
         del loader
 
     print()
-    print("| backbone | patch px | batch | workers | pipeline patches/s | pre-loaded patches/s "
-          "| ratio |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+    augment = "off" if args.no_augment else "on"
+    print("| backbone | patch px | batch | augment | workers | pipeline patches/s "
+          "| pre-loaded patches/s | ratio |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for workers, rate in rows:
         print(
-            f"| {args.backbone} | {args.patch_size} | {args.batch_size} | {workers} | "
+            f"| {args.backbone} | {args.patch_size} | {args.batch_size} | {augment} | {workers} | "
             f"{rate:.1f} | {base:.1f} | {rate / base:.2f} |"
         )
 

@@ -90,7 +90,8 @@ def test_end_to_end_run_writes_metrics_and_georeferenced_heatmaps(synthetic_coho
 
 
 def test_resume_after_cancel_gives_the_same_metrics(synthetic_cohort, tmp_path):
-    config = tiny_config(synthetic_cohort.manifest)
+    config = tiny_config(synthetic_cohort.manifest, heatmaps=False)
+    config["data"]["max_patches_per_class"] = 8
     straight = run_job(config, run_root=tmp_path / "straight")
     root = tmp_path / "cancelled"
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from napari_wsi_ml.errors import ConfigError
 
 Check = Callable[[Any], str | None]  # returns what is wrong, or None
@@ -337,3 +339,24 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return value
+
+
+def read_yaml(path: str | os.PathLike[str], *, kind: str) -> Any:
+    """Parse the YAML file of a ``kind`` config (e.g. "job"), with actionable errors.
+
+    Raises:
+        ConfigError: The file cannot be read or is not valid YAML.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(
+            f"Cannot read {kind} config {path}: {error.strerror or error}. Check the path."
+        ) from error
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(
+            f"{path}: not valid YAML ({error}). Fix the line shown, e.g. indent with spaces."
+        ) from error

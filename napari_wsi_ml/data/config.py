@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from napari_wsi_ml.config_schema import Key
+from napari_wsi_ml.config_schema import Key, read_yaml
 from napari_wsi_ml.config_schema import Problems as _Problems
 from napari_wsi_ml.config_schema import boolean as _bool
 from napari_wsi_ml.config_schema import choice as _choice
@@ -27,7 +25,6 @@ from napari_wsi_ml.config_schema import text_map as _text_map
 from napari_wsi_ml.config_schema import texts as _texts
 from napari_wsi_ml.data.qc import EXCLUDED_BY_DEFAULT, QC_FLAGS
 from napari_wsi_ml.data.slide_sampling import SamplingOptions
-from napari_wsi_ml.errors import ConfigError
 
 STRATEGIES = ("grid", "annotations", "random")
 LABEL_RULES = ("centre", "coverage")
@@ -273,16 +270,5 @@ def load_config(path: str | os.PathLike[str]) -> ExtractionConfig:
         ConfigError: The file cannot be read, is not YAML, or has problems (all listed).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(
-            f"Cannot read extraction config {path}: {error.strerror or error}. Check the path."
-        ) from error
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(
-            f"{path}: not valid YAML ({error}). Fix the line shown, e.g. indent with spaces."
-        ) from error
+    data = read_yaml(path, kind="extraction")
     return validate_config(data, source=str(path), base=path.resolve().parent)

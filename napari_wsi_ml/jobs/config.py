@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import yaml
 
-from napari_wsi_ml.config_schema import Problems, check_dataclass, spec, to_plain
+from napari_wsi_ml.config_schema import Problems, check_dataclass, read_yaml, spec, to_plain
 from napari_wsi_ml.errors import ConfigError
 from napari_wsi_ml.jobs.task import TASKS, load_task_class
 
@@ -155,18 +155,7 @@ def load_job_config(
     if isinstance(source, dict):
         return validate_job_config(source, source="<config>", base=base)
     path = Path(source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(
-            f"Cannot read job config {path}: {error.strerror or error}. Check the path."
-        ) from error
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(
-            f"{path}: not valid YAML ({error}). Fix the line shown, e.g. indent with spaces."
-        ) from error
+    data = read_yaml(path, kind="job")
     return validate_job_config(data, source=str(path), base=base or path.resolve().parent)
 
 

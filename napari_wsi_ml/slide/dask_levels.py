@@ -30,6 +30,16 @@ def _decoder_pool() -> ThreadPoolExecutor:
         return _decoders
 
 
+def _forget_pool_in_child() -> None:
+    """A forked child inherits the pool without its threads (and maybe a held lock): restart."""
+    global _decoders, _decoders_lock
+    _decoders = None
+    _decoders_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
 class CachedTiles:
     """Tiles of all levels of one slide, decoded by their source and kept in a shared cache.
 

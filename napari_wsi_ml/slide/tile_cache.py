@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
 
@@ -10,6 +12,18 @@ import numpy as np
 
 DEFAULT_CACHE_BYTES = 1 << 30
 """Default bound of the process-wide tile cache: 1 GiB."""
+
+
+_CACHES: weakref.WeakSet[TileCache] = weakref.WeakSet()
+
+
+def _fresh_locks_in_child() -> None:
+    """A forked child may inherit a lock held by a parent thread that does not exist there."""
+    for cache in list(_CACHES):
+        cache._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_in_child)
 
 
 class TileCache:
@@ -30,6 +44,7 @@ class TileCache:
         self._entries: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._nbytes = 0
         self._lock = threading.Lock()
+        _CACHES.add(self)
         self.hits = 0
         self.misses = 0
 

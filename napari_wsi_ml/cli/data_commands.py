@@ -5,16 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-
-def _positive(text: str) -> int:
-    """A positive integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}: give a whole number >= 1")
-    return value
+from napari_wsi_ml.cli.arguments import positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--scheduler", metavar="ADDRESS", help="existing dask scheduler, e.g. tcp://host:8786"
     )
     extract.add_argument(
-        "--workers", type=_positive, help="local worker processes (default: one per core)"
+        "--workers", type=positive_int, help="local worker processes (default: one per core)"
     )
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
     extract.set_defaults(handler=run_extract)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from napari_wsi_ml.cli.arguments import positive_int
 from napari_wsi_ml.errors import SaveError
 
 
@@ -25,17 +26,6 @@ def _size(text: str) -> int | tuple[int, int]:
         ) from None
 
 
-def _positive(text: str) -> int:
-    """A positive integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}: give a whole number >= 1")
-    return value
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add this group's sub-commands."""
     sample = subparsers.add_parser(
@@ -48,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     sample.add_argument("outdir", help="output folder (created if needed)")
-    sample.add_argument("--slides", type=_positive, default=8, help="number of slides (default 8)")
+    sample.add_argument(
+        "--slides", type=positive_int, default=8, help="number of slides (default 8)"
+    )
     sample.add_argument(
         "--size",
         type=_size,
@@ -58,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sample.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     sample.add_argument("--raters", type=int, default=3, choices=(0, 1, 2, 3))
     sample.add_argument("--downsample", type=int, default=2, choices=(2, 4))
-    sample.add_argument("--sites", type=_positive, default=3, help="number of sites (default 3)")
+    sample.add_argument("--sites", type=positive_int, default=3, help="number of sites (default 3)")
     sample.add_argument(
         "--multiclass", action="store_true", help="label tumour slides tumour_a / tumour_b"
     )

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from napari_wsi_ml.annotations.model import AnnotationSet
+from napari_wsi_ml.annotations.model import Annotation, AnnotationSet
 from napari_wsi_ml.annotations.spatial_index import AnnotationIndex, raster_size, rasterize
 from napari_wsi_ml.coords import image_translate, layer_scale
 from napari_wsi_ml.viewer import annotation_classes as classes
@@ -189,16 +189,18 @@ class LargeAnnotationView:
             self._set.groups[group.name] = group  # classes added or edited in the layer
         return self._set
 
+    def _merged_members(self, name: str) -> list[Annotation]:
+        """Annotations of class ``name`` in the whole set, after merging the window's edits."""
+        self._merge()
+        return [a for a in self._set.annotations if a.group == name]
+
     def rename_class(self, old: str, new: str) -> int:
         """Rename class ``old`` to ``new`` in the whole set and the window; returns how many."""
         if not self.is_large:
             return classes.rename_class(self.shapes_layer, old, new)
-        self._merge()
-        count = 0
-        for annotation in self._set.annotations:
-            if annotation.group == old:
-                annotation.group = new
-                count += 1
+        members = self._merged_members(old)
+        for annotation in members:
+            annotation.group = new
         groups = {}
         for name, group in self._set.groups.items():
             group.name = new if name == old else group.name
@@ -207,18 +209,15 @@ class LargeAnnotationView:
         self._set.groups = groups
         with self._loading():
             classes.rename_class(self.shapes_layer, old, new)
-        return count
+        return len(members)
 
     def recolor_class(self, name: str, color: str) -> int:
         """Give class ``name`` ``color`` in the whole set, the window and the rasters."""
         if not self.is_large:
             return classes.recolor_class(self.shapes_layer, name, color)
-        self._merge()
-        count = 0
-        for annotation in self._set.annotations:
-            if annotation.group == name:
-                annotation.color = color
-                count += 1
+        members = self._merged_members(name)
+        for annotation in members:
+            annotation.color = color
         if name in self._set.groups:
             self._set.groups[name].color = color
         with self._loading():
@@ -227,7 +226,7 @@ class LargeAnnotationView:
         self._overview_stale = True
         if not self.is_live:
             self.refresh()
-        return count
+        return len(members)
 
     def refresh(self) -> None:
         """Fit the layers to the current camera now: live shapes, detail raster or overview."""

@@ -40,6 +40,11 @@ if TYPE_CHECKING:
 TASKS: dict[str, str] = {
     "smoke": "napari_wsi_ml.jobs.builtin_tasks:SmokeTask",
     "patch_classifier": "napari_wsi_ml.training.patch_classifier:PatchClassifierTask",
+    "topk_mil": "napari_wsi_ml.training.topk_mil:TopKMilTask",
+    "attention_mil": "napari_wsi_ml.training.attention_mil:AttentionMilTask",
+    "whole_slide_cnn": "napari_wsi_ml.training.whole_slide:WholeSlideCnnTask",
+    "end_to_end": "napari_wsi_ml.training.end_to_end:EndToEndTask",
+    "encoder_eval": "napari_wsi_ml.training.encoder_eval:EncoderEvalTask",
 }
 """Task name → ``"module:Class"``; add an entry here to register a job type."""
 

@@ -17,6 +17,7 @@ from napari_wsi_ml.cli import (
     agreement_commands,
     annotation_commands,
     data_commands,
+    inference_commands,
     job_commands,
     slide_commands,
     synthetic_commands,
@@ -32,6 +33,7 @@ COMMAND_GROUPS = (
     agreement_commands,
     data_commands,
     job_commands,
+    inference_commands,
 )
 
 

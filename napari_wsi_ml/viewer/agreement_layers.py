@@ -156,14 +156,16 @@ def region_view(
 def rater_layers(viewer: Any, fingerprint: str | None) -> list[Any]:
     """Annotation layers a rater drew on the slide ``fingerprint`` (every slide when ``None``).
 
-    Layers this panel made (consensus, region outlines) are left out.
+    Layers this panel made (consensus, region outlines) and model layers are left out.
     """
     from napari_wsi_ml.viewer.annotation_layers import is_annotation_layer
+    from napari_wsi_ml.viewer.review_layers import is_model_layer
 
     return [
         layer
         for layer in viewer.layers
         if is_annotation_layer(layer)
+        and not is_model_layer(layer)
         and not layer.metadata.get(OUTPUT_KEY)
         and (fingerprint is None or layer.metadata.get(FINGERPRINT_KEY) == fingerprint)
     ]

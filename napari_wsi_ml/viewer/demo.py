@@ -42,8 +42,8 @@ def frame_world_box(viewer: napari.Viewer, box_min: Sequence[float], box_max: Se
     """Centre the camera on a world ``(row, col)`` box and zoom so that it fills the canvas."""
     lo, hi = np.asarray(box_min, float), np.asarray(box_max, float)
     canvas_h, canvas_w = viewer.window._qt_viewer.canvas.size
-    viewer.camera.center = tuple((lo + hi) / 2.0)
-    viewer.camera.zoom = float(min(canvas_h / (hi[0] - lo[0]), canvas_w / (hi[1] - lo[1])))
+    viewer.scene.camera.center = tuple((lo + hi) / 2.0)
+    viewer.scene.camera.zoom = float(min(canvas_h / (hi[0] - lo[0]), canvas_w / (hi[1] - lo[1])))
 
 
 def wait_until_drawn(viewer: napari.Viewer, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:

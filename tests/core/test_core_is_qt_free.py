@@ -8,7 +8,16 @@ import sys
 
 import napari_wsi_ml
 
-CORE_PACKAGES = ("slide", "annotations", "agreement", "synthetic", "sessions", "inference", "cli")
+CORE_PACKAGES = (
+    "slide",
+    "annotations",
+    "agreement",
+    "synthetic",
+    "sessions",
+    "inference",
+    "evaluation",
+    "cli",
+)
 
 # Runs in a fresh interpreter: imports every core module in turn and records, for each, the GUI
 # modules present right after it was imported (so the first offender is named).

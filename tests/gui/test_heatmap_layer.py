@@ -87,3 +87,83 @@ def test_sample_data_gives_slide_heatmap_and_two_raters(
     assert heat.data[tuple(heat_index)] > np.percentile(heat.data, 75)
     for _ in range(20):
         QApplication.processEvents()
+
+
+# --- an odd pyramid (downsample 2.0005 / 2.0007), stride = patch and patch / 2 -------------
+
+ODD_SIZE = (4001, 3001)  # level 1: 2000 × 1500 (×2.0005, ×2.0007), level 2: 1000 × 750
+ODD_MPP = 0.25
+ODD_PATCH = 224
+
+
+@pytest.fixture(scope="module")
+def odd_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generic tiled TIFF with non-power-of-two downsamples that OpenSlide opens."""
+    import tifffile
+
+    path = tmp_path_factory.mktemp("odd") / "odd-pyramid.tiff"
+    with tifffile.TiffWriter(path) as writer:
+        for level in range(3):
+            width, height = ODD_SIZE[0] // 2**level, ODD_SIZE[1] // 2**level
+            image = np.full((height, width, 3), 240, np.uint8)
+            image[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = (200, 120, 170)
+            writer.write(
+                image,
+                tile=(256, 256),
+                compression="zlib",
+                photometric="rgb",
+                subfiletype=0 if level == 0 else 1,
+                resolution=(1e4 / ODD_MPP, 1e4 / ODD_MPP),
+                resolutionunit="CENTIMETER",
+            )
+    return path
+
+
+def one_hot_heatmap(slide, stride: float, hot: tuple[int, int]):
+    """A heatmap over the whole slide, origin off the pixel grid, 0 except one cell of 1."""
+    from napari_wsi_ml.inference import Heatmap
+
+    origin = (13.5, 7.25)
+    cols = int((slide.level_dimensions[0][0] - origin[0] - ODD_PATCH) // stride) + 1
+    rows = int((slide.level_dimensions[0][1] - origin[1] - ODD_PATCH) // stride) + 1
+    values = np.zeros((rows, cols), np.float32)
+    values[hot] = 1.0
+    return Heatmap(values, origin, stride, ODD_PATCH, ("tumour",), "one-hot", slide.fingerprint,
+                   extra={"value_range": [0.0, 1.0]})  # fmt: skip
+
+
+def test_cell_centres_on_an_odd_pyramid_in_world_and_on_screen(
+    make_napari_viewer, odd_slide: Path
+) -> None:
+    from napari_wsi_ml.viewer.heatmap_layer import cell_at, heatmap_layer_data
+
+    viewer = make_napari_viewer(show=True)
+    [slide_layer] = viewer.open(odd_slide, plugin=PLUGIN)
+    slide = slide_layer.metadata["slide"]
+    assert slide.level_downsamples[1] == pytest.approx(2.0006, abs=2e-4)  # really odd
+    hot = (5, 7)
+    for stride in (ODD_PATCH, ODD_PATCH / 2):
+        heatmap = one_hot_heatmap(slide, stride, hot)
+        data, kwargs, _ = heatmap_layer_data(heatmap, slide, opacity=1.0)
+        for other in viewer.layers[1:]:
+            other.visible = False
+        layer = viewer.add_image(data, **kwargs)
+        centres = heatmap.cell_centres_xy()
+        rows, cols = heatmap.grid_shape
+        for i, j in [(0, 0), hot, (rows - 1, cols - 1), (rows // 2, cols // 3)]:
+            expected = np.array([centres[i, j, 1], centres[i, j, 0]]) * ODD_MPP
+            np.testing.assert_allclose(layer.data_to_world([i, j]), expected, atol=1e-9)
+            # the inverse: the cell drawn at a patch centre is that patch's cell
+            assert cell_at(heatmap, centres[i, j]) == (i, j)
+        # on screen: the hot cell is a stride × stride square centred on its patch's centre
+        viewer.scene.camera.center = tuple(np.array([centres[hot][1], centres[hot][0]]) * ODD_MPP)
+        viewer.scene.camera.zoom = 80.0 / (stride * ODD_MPP)  # one cell ≈ 80 screen pixels
+        for _ in range(5):
+            QApplication.processEvents()
+        shot = viewer.screenshot(canvas_only=True, flash=False)
+        red = (shot[..., 0] > 150) & (shot[..., 1] < 80) & (shot[..., 2] < 80)
+        rr, cc = np.nonzero(red)
+        height, width = shot.shape[:2]
+        assert abs(rr.mean() - height / 2) <= 1.0 and abs(cc.mean() - width / 2) <= 1.0
+        assert rr.max() - rr.min() + 1 == pytest.approx(80, abs=2)
+        assert cc.max() - cc.min() + 1 == pytest.approx(80, abs=2)

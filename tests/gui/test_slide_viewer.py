@@ -32,8 +32,8 @@ def settle(viewer, rounds: int = 30) -> None:
 def world_to_canvas(viewer, world_rowcol: np.ndarray) -> np.ndarray:
     """Canvas pixel (row, col) of world points, for a 2D view."""
     canvas_size = np.asarray(viewer.window._qt_viewer.canvas.size)
-    centre = np.asarray(viewer.camera.center[-2:])
-    return (np.asarray(world_rowcol) - centre) * viewer.camera.zoom + canvas_size / 2
+    centre = np.asarray(viewer.scene.camera.center[-2:])
+    return (np.asarray(world_rowcol) - centre) * viewer.scene.camera.zoom + canvas_size / 2
 
 
 def canvas_crop(shot: np.ndarray, viewer, box_xy, scale) -> np.ndarray:
@@ -194,7 +194,7 @@ def test_boxes_levels_are_aligned(make_napari_viewer) -> None:
     for row in (int(height * 0.45), int(height * 0.55)):
         reference = box_edges(shots[0], row)
         assert len(reference) >= 2
-        pixel = viewer.camera.zoom * layer.scale[-1]  # canvas px per level-0 px
+        pixel = viewer.scene.camera.zoom * layer.scale[-1]  # canvas px per level-0 px
         for level in (2, 3):
             edges = box_edges(shots[level], row)
             assert len(edges) == len(reference)

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from napari_wsi_ml.errors import WsiMlError
 from napari_wsi_ml.jobs.config import JobConfig, load_job_config, with_output_dir
 from napari_wsi_ml.jobs.distributed import (
     broadcast_text,
@@ -223,6 +224,10 @@ def execute_run(
         try:
             task.run(ctx)
             status = "cancelled" if ctx.stopped else "finished"
+        except WsiMlError as error:  # bad input found by the task (e.g. the cohort): no traceback
+            message = str(error)
+            ctx.log_event("error", message=message, traceback=traceback.format_exc())
+            print(f"error: {message}", file=sys.stderr)
         except Exception as error:  # the task failed: record it, never lose the run directory
             message = f"{type(error).__name__}: {error}"
             ctx.log_event("error", message=message, traceback=traceback.format_exc())

@@ -29,6 +29,7 @@ _XYZ_FROM_RGB = torch.tensor(
 )
 _RGB_FROM_XYZ = torch.linalg.inv(_XYZ_FROM_RGB)
 _D65_WHITE = (0.95047, 1.0, 1.08883)
+_HEXCONE_N = torch.tensor([5.0, 3.0, 1.0]).view(3, 1, 1)
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -49,49 +50,94 @@ def restore_dtype(images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 def channel_matmul(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """``out[c] = Σ_k images[k] · matrix[k, c]`` over the channel axis -3 (row-vector pixels)."""
+    """``out[c] = Σ_k images[k] · matrix[k, c]`` over the channel axis -3 (row-vector pixels).
+
+    ``matrix`` is ``(3, 3)``, or ``(N, 3, 3)``: one per image of a batch ``(N, 3, H, W)``.
+    Written as nine fused multiply-adds: for three channels that is several times faster
+    than a matrix product (``einsum``) on the CPU.
+    """
     matrix = matrix.to(device=images.device, dtype=images.dtype)
-    return torch.einsum("...khw,kc->...chw", images, matrix)
+    if matrix.dim() == 3:
+        matrix = matrix.reshape(matrix.shape[0], 1, 1, 3, 3)
+    channels = images.unbind(-3)
+    out = []
+    for c in range(3):
+        mixed = channels[0] * matrix[..., 0, c]
+        mixed.addcmul_(channels[1], matrix[..., 1, c])
+        mixed.addcmul_(channels[2], matrix[..., 2, c])
+        out.append(mixed)
+    return torch.stack(out, dim=-3)
+
+
+def hexcone(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Hexcone coordinates of RGB in [0, 1]: ``(hue, value, chroma)``, each ``(..., H, W)``.
+
+    ``hue`` is in sixths of a turn, in [-1, 5] (not wrapped; 0 where ``chroma`` is 0),
+    ``value`` = max(R, G, B), ``chroma`` = value − min(R, G, B). Ties pick red, then green, as
+    the usual formula does. Only arithmetic (no ``where``): several times faster on the CPU.
+    """
+    red, green, blue = rgb.unbind(-3)
+    value = rgb.amax(dim=-3)
+    chroma = value - rgb.amin(dim=-3)
+    is_red = (value == red).to(rgb.dtype)
+    is_green = (value == green).to(rgb.dtype) * (1.0 - is_red)
+    is_blue = 1.0 - is_red - is_green
+    numerator = is_red * (green - blue) + is_green * (blue - red) + is_blue * (red - green)
+    offset = 2.0 * is_green + 4.0 * is_blue
+    return offset + numerator / chroma.clamp_min(1e-12), value, chroma
+
+
+def from_hexcone(hue: torch.Tensor, value: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+    """RGB in [0, 1] from hexcone ``hue`` (sixths of a turn, any real), ``value`` and ``chroma``.
+
+    Channel ``c`` is ``value − chroma · clamp(2 − |k − 2|, 0, 1)`` with
+    ``k = (hue + n_c) mod 6``, ``n = (5, 3, 1)``.
+    """
+    sector = torch.remainder(hue, 6.0).unsqueeze(-3)
+    k = sector + _HEXCONE_N.to(device=hue.device, dtype=hue.dtype)
+    k = k - 6.0 * (k >= 6.0).to(k.dtype)
+    ramp = (2.0 - (k - 2.0).abs()).clamp_(0.0, 1.0)
+    return value.unsqueeze(-3) - chroma.unsqueeze(-3) * ramp
 
 
 def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
     """RGB → HSV, all channels in [0, 1] (hue as a fraction of the full circle)."""
-    r, g, b = rgb.unbind(-3)
-    value, _ = rgb.max(dim=-3)
-    delta = value - rgb.min(dim=-3).values
-    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    saturation = torch.where(value > 0, delta / torch.where(value > 0, value, 1.0), 0.0)
-    hue = torch.where(
-        value == r,
-        torch.remainder((g - b) / safe, 6.0),
-        torch.where(value == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0),
-    )
-    hue = torch.where(delta > 0, hue / 6.0, torch.zeros_like(hue))
-    return torch.stack((hue, saturation, value), dim=-3)
+    hue, value, chroma = hexcone(rgb)
+    hue = torch.remainder(hue, 6.0) / 6.0
+    return torch.stack((hue, chroma / value.clamp_min(1e-12), value), dim=-3)
 
 
 def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
     """HSV (all in [0, 1], hue wrapping) → RGB in [0, 1]."""
     hue, saturation, value = hsv.unbind(-3)
-    sector = torch.remainder(hue, 1.0) * 6.0
-    channels = []
-    for n in (5.0, 3.0, 1.0):
-        k = torch.remainder(n + sector, 6.0)
-        ramp = torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
-        channels.append(value - value * saturation * ramp)
-    return torch.stack(channels, dim=-3)
+    return from_hexcone(hue * 6.0, value, value * saturation)
 
 
 def rgb_to_hed(rgb: torch.Tensor) -> torch.Tensor:
     """RGB in [0, 1] → HED stain concentrations, as ``skimage.color.rgb2hed``."""
-    log_rgb = torch.log(rgb.clamp_min(1e-6)) / _LOG_ADJUST
-    return channel_matmul(log_rgb, HED_FROM_RGB).clamp_min(0.0)
+    log_rgb = torch.log(rgb.clamp_min(1e-6))
+    return channel_matmul(log_rgb, HED_FROM_RGB / _LOG_ADJUST).clamp_min(0.0)
 
 
-def hed_to_rgb(hed: torch.Tensor) -> torch.Tensor:
-    """HED stain concentrations → RGB in [0, 1], as ``skimage.color.hed2rgb``."""
-    log_rgb = channel_matmul(hed * _LOG_ADJUST, RGB_FROM_HED)
-    return torch.exp(log_rgb).clamp(0.0, 1.0)
+def hed_to_rgb(
+    hed: torch.Tensor, scale: torch.Tensor | None = None, shift: torch.Tensor | None = None
+) -> torch.Tensor:
+    """HED stain concentrations → RGB in [0, 1], as ``skimage.color.hed2rgb``.
+
+    With ``scale`` and ``shift`` (``(N, 3)``: per image and stain, for ``hed`` of shape
+    ``(N, 3, H, W)``), the RGB of ``hed · scale + shift``, with both folded into the stain
+    matrix (one pass over the pixels instead of three).
+    """
+    stains = RGB_FROM_HED.to(device=hed.device, dtype=hed.dtype) * _LOG_ADJUST
+    if scale is None and shift is None:
+        return torch.exp(channel_matmul(hed, stains)).clamp(0.0, 1.0)
+    n = hed.shape[0]
+    ones = torch.ones(n, 3, dtype=hed.dtype, device=hed.device)
+    scale = ones if scale is None else scale.to(ones).expand(n, 3)
+    shift = torch.zeros_like(ones) if shift is None else shift.to(ones).expand(n, 3)
+    log_rgb = channel_matmul(hed, scale.unsqueeze(-1) * stains)
+    log_rgb += (shift @ stains).reshape(n, 3, 1, 1)
+    return torch.exp(log_rgb).clamp_(0.0, 1.0)
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:

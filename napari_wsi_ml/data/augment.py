@@ -26,11 +26,11 @@ from dataclasses import asdict, dataclass
 import torch
 
 from napari_wsi_ml.data._torch_color import (
+    from_hexcone,
     hed_to_rgb,
-    hsv_to_rgb,
+    hexcone,
     restore_dtype,
     rgb_to_hed,
-    rgb_to_hsv,
     to_float,
 )
 
@@ -113,11 +113,11 @@ def shift_hue_value(
     ``value`` is in 8-bit units (0–255) and saturates; shifts are scalars or ``(N,)``. With the
     default ``hue_scale=180`` this equals adding to H and V of ``cv2.COLOR_RGB2HSV`` on uint8.
     """
-    hsv = rgb_to_hsv(to_float(images))
-    hue_turns = _per_image(hue, images, 2) / hue_scale
-    shifted_value = (hsv[:, 2] + _per_image(value, images, 2) / 255.0).clamp(0.0, 1.0)
-    hsv = torch.stack((hsv[:, 0] + hue_turns, hsv[:, 1], shifted_value), dim=1)
-    return restore_dtype(hsv_to_rgb(hsv), images.dtype)
+    hue_sixths, value_now, chroma = hexcone(to_float(images))
+    saturation = chroma / value_now.clamp_min(1e-12)
+    hue_sixths = hue_sixths + _per_image(hue, images, 2) * (6.0 / hue_scale)
+    shifted = (value_now + _per_image(value, images, 2) / 255.0).clamp_(0.0, 1.0)
+    return restore_dtype(from_hexcone(hue_sixths, shifted, saturation * shifted), images.dtype)
 
 
 @_batched
@@ -160,8 +160,7 @@ def scale_stains(
     n = images.shape[0]
     scale_t = torch.as_tensor(scale, dtype=hed.dtype, device=hed.device).expand(n, 3)
     shift_t = torch.as_tensor(shift, dtype=hed.dtype, device=hed.device).expand(n, 3)
-    hed = hed * scale_t.reshape(n, 3, 1, 1) + shift_t.reshape(n, 3, 1, 1)
-    return restore_dtype(hed_to_rgb(hed), images.dtype)
+    return restore_dtype(hed_to_rgb(hed, scale_t, shift_t), images.dtype)
 
 
 @_batched
@@ -233,9 +232,9 @@ class Augmenter:
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The augmented images (same shape, dtype and device)."""
         cfg, dtype = self.config, images.dtype
-        images = to_float(images)
-        if cfg.flips:
+        if cfg.flips:  # before the conversion to float: moves a quarter of the bytes for uint8
             images = flip_rotate(images, generator)
+        images = to_float(images)
         if cfg.hed:
             images = hed_jitter(images, generator, alpha=cfg.hed_alpha, beta=cfg.hed_beta)
         if cfg.color:

@@ -3,14 +3,17 @@
 Batches come from a :class:`~torch.utils.data.DataLoader` over a patch dataset with an
 :class:`EpochOrderSampler`: the order of epoch ``e`` is drawn from ``(seed, e)`` only, each rank
 takes every ``world_size``-th index, and a resumed epoch starts at the batch it stopped at, so a
-resumed run sees exactly the batches an uninterrupted one does. AMP runs only on CUDA. The
-optimisation step itself is :func:`napari_wsi_ml.jobs.distributed.train_step`.
+resumed run sees exactly the batches an uninterrupted one does. Workers read and collate uint8
+patches only (forked where the platform allows: no re-import per worker); augmentation runs on
+whole batches on the training device (:func:`device_batches`), seeded per batch from
+``(seed, epoch, batch, rank)``. AMP runs on the device types of :data:`AMP_DEVICE_TYPES`
+(CUDA). The optimisation step itself is :func:`napari_wsi_ml.jobs.distributed.train_step`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -18,7 +21,22 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from napari_wsi_ml.data._torch_color import to_float
+from napari_wsi_ml.data._torch_loader import item_generator, worker_start_method
 from napari_wsi_ml.data.dataset import collate_patches, worker_init
+
+AMP_DEVICE_TYPES: tuple[str, ...] = ("cuda",)
+"""Device types on which ``amp: true`` turns mixed precision on (float16 on CUDA, with loss
+scaling). CPU autocast (bfloat16) is correct but slower than float32 on most CPUs, so it is off;
+the tests add ``"cpu"`` to run the mixed-precision code path without a GPU."""
+AMP_DTYPES = {"cuda": torch.float16, "cpu": torch.bfloat16}
+"""Autocast dtype per device type."""
+AUGMENT_KEY = 0xA06
+"""Last key of a batch's augmentation seed (keeps it apart from other seeds of the run)."""
+
+BatchAugment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+"""Batch augmentation: ``(N, 3, H, W)`` float images in [0, 1] and a generator → images
+(e.g. :class:`~napari_wsi_ml.data.augment.Augmenter`)."""
 
 
 class EpochOrderSampler(Sampler[int]):
@@ -70,8 +88,18 @@ def patch_loader(
     shuffle: bool,
     rank: int = 0,
     world_size: int = 1,
+    prefetch_factor: int = 4,
+    pin_memory: bool | None = None,
+    multiprocessing_context: str | None = None,
 ) -> tuple[DataLoader, EpochOrderSampler]:
-    """A DataLoader over a patch dataset and its sampler (set ``sampler.start_batch``)."""
+    """A DataLoader over a patch dataset and its sampler (set ``sampler.start_batch``).
+
+    Workers (``num_workers > 0``) persist across epochs, prefetch ``prefetch_factor`` batches
+    each and start by ``multiprocessing_context`` (default
+    :func:`~napari_wsi_ml.data._torch_loader.worker_start_method`: fork on Linux). Batches are
+    pinned (default: when CUDA is available) so that :func:`device_batches` copies them
+    asynchronously.
+    """
     sampler = EpochOrderSampler(
         dataset,
         seed=seed,
@@ -85,9 +113,8 @@ def patch_loader(
         options = {
             "worker_init_fn": worker_init,
             "persistent_workers": True,
-            "prefetch_factor": 4,
-            # a fork of a process that ran threaded slide reads can deadlock in the child
-            "multiprocessing_context": "spawn",
+            "prefetch_factor": prefetch_factor,
+            "multiprocessing_context": multiprocessing_context or worker_start_method(),
         }
     loader = DataLoader(
         dataset,
@@ -95,10 +122,59 @@ def patch_loader(
         sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate_patches,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         **options,
     )
     return loader, sampler
+
+
+def batch_generator(seed: int, epoch: int, batch: int, rank: int = 0) -> torch.Generator:
+    """The CPU generator of the augmentation of batch ``batch`` of ``epoch`` on ``rank``.
+
+    It depends on these numbers only, so a resumed epoch augments its remaining batches as an
+    uninterrupted one does, whatever the number of data-loader workers.
+    """
+    return item_generator(seed, epoch, batch, rank, AUGMENT_KEY)
+
+
+def _on_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    moved = dict(batch)
+    for key in ("image", "label"):
+        moved[key] = batch[key].to(device, non_blocking=True)
+    return moved
+
+
+def device_batches(
+    batches: Iterable[dict[str, Any]],
+    device: torch.device,
+    *,
+    augment: BatchAugment | None = None,
+    seed: int = 0,
+    epoch: int = 0,
+    start_batch: int = 0,
+    rank: int = 0,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(position, batch)`` of collated patch batches, images and labels on ``device``.
+
+    The copy of the next batch is issued before the current one is handed out (asynchronous
+    from pinned memory on CUDA: it overlaps the current step). With ``augment``, each batch's
+    uint8 images become float in [0, 1] and are augmented as a whole on ``device``, with
+    :func:`batch_generator` ``(seed, epoch, position, rank)``; ``position`` counts the
+    loader's batches from ``start_batch`` (empty batches included).
+    """
+    iterator = iter(batches)
+    upcoming = next(iterator, None)
+    ahead = None if upcoming is None else _on_device(upcoming, device)
+    position = start_batch
+    while ahead is not None:
+        current = ahead
+        upcoming = next(iterator, None)
+        ahead = None if upcoming is None else _on_device(upcoming, device)
+        if augment is not None and len(current["label"]):
+            generator = batch_generator(seed, epoch, position, rank)
+            current["image"] = augment(to_float(current["image"]), generator)
+        yield position, current
+        position += 1
 
 
 def class_weights(
@@ -114,10 +190,16 @@ def class_weights(
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def amp_enabled(device: torch.device, enabled: bool) -> bool:
+    """Whether ``amp: enabled`` means mixed precision on ``device`` (see
+    :data:`AMP_DEVICE_TYPES`)."""
+    return enabled and device.type in AMP_DEVICE_TYPES
+
+
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """Mixed precision on CUDA when ``enabled``; a no-op elsewhere."""
-    if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    """Mixed precision (:data:`AMP_DTYPES`) where :func:`amp_enabled`; a no-op elsewhere."""
+    if amp_enabled(device, enabled):
+        return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[device.type])
     return contextlib.nullcontext()
 
 

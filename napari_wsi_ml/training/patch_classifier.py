@@ -105,9 +105,8 @@ class _Run:
             pretrained=self.opts.pretrained,
             weights=self.opts.weights,
         ).to(self.device)
-        train = PatchDataset(
-            train_sets, transform=Augmenter() if self.data.augment else None, seed=ctx.seed
-        )
+        train = PatchDataset(train_sets, seed=ctx.seed)  # augmented per batch, on the device
+        self.augment = Augmenter() if self.data.augment else None
         val_sets = patch_sets(self.slides, "val")
         self.val = PatchDataset(val_sets, seed=ctx.seed) if val_sets else None
         weights = loops.class_weights(train.labels, len(self.names), self.opts.class_weights)
@@ -186,7 +185,11 @@ class _Run:
         loader, sampler = self._train_loader
         train.set_epoch(p.epoch)
         sampler.start_batch = p.batch
-        for batch in loader:
+        batches = loops.device_batches(
+            loader, self.device, augment=self.augment, seed=self.ctx.seed, epoch=p.epoch,
+            start_batch=p.batch, rank=dist.rank,
+        )  # fmt: skip
+        for _, batch in batches:
             if len(batch["label"]) > 1:  # batch norm cannot train on a single patch
                 yield batch["image"], batch["label"]
 

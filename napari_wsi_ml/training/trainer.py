@@ -17,6 +17,7 @@ from torch import nn
 
 from napari_wsi_ml.jobs.early_stopping import EarlyStopping
 from napari_wsi_ml.models import PatchClassifier
+from napari_wsi_ml.training.loops import amp_enabled
 
 
 @dataclass
@@ -40,7 +41,8 @@ class Trainer:
         lr: Peak learning rate (AdamW), decayed by a cosine over ``total_steps``.
         weight_decay: AdamW weight decay.
         total_steps: Optimisation steps of the whole run.
-        amp: Mixed precision (used on CUDA only).
+        amp: Mixed precision, used where :func:`~.loops.amp_enabled` (CUDA): autocast in
+            the step and a :class:`torch.amp.GradScaler` scaling the loss.
         patience: Early stopping on validation loss after this many epochs (0: never).
     """
 
@@ -64,8 +66,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
         )
-        self.amp = amp and device.type == "cuda"
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.amp = amp_enabled(device, amp)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp)
         self.progress = Progress()
         self.early = EarlyStopping(patience=patience, mode="min")
 

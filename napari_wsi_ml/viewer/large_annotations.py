@@ -4,10 +4,12 @@ napari's Shapes layer triangulates every polygon when it is added and redraws al
 zoom, which takes seconds for 100 000 polygons. A large set is therefore shown as:
 
 * an **overview** Image layer (RGBA): all annotations drawn once, filled and outlined in their
-  colour, at most ``overview_max_side`` pixels on a side, scaled and translated so that a raster
-  pixel covers exactly the level-0 pixels under it;
+  colour, at the resolution at which the canvas shows the whole slide (between
+  ``OVERVIEW_MIN_SIDE`` and ``overview_max_side`` pixels on a side), scaled and translated so
+  that a raster pixel covers exactly the level-0 pixels under it;
 * a **detail** Image layer: when zoomed in beyond the overview's resolution but with too many
-  annotations in view to edit, the visible region drawn again at screen resolution;
+  annotations in view to edit, the visible region drawn again at screen resolution (the
+  overview is hidden meanwhile: under the translucent detail it would show every fill twice);
 * an editable **Shapes** layer (the one other code sees as the rater's annotation layer) holding
   only the annotations inside the visible region plus a margin, once at most ``max_live_shapes``
   are in view. Edits there are merged back into the full set before the window moves and before
@@ -30,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_wsi_ml.annotations.model import Annotation, AnnotationSet
-from napari_wsi_ml.annotations.spatial_index import AnnotationIndex, raster_size, rasterize
+from napari_wsi_ml.annotations.rasterize import BoxIndex, draw
+from napari_wsi_ml.annotations.spatial_index import raster_size
 from napari_wsi_ml.coords import image_translate, layer_scale
 from napari_wsi_ml.viewer import annotation_classes as classes
 from napari_wsi_ml.viewer.annotation_layers import (
@@ -54,6 +57,7 @@ RASTER_KIND = "annotation_raster"  # KIND_KEY of the overview and detail layers
 MAX_LIVE_SHAPES_COMPILED = 5000
 MAX_LIVE_SHAPES_PYTHON = 1000
 DEFAULT_OVERVIEW_MAX_SIDE = 2048
+OVERVIEW_MIN_SIDE = 512
 DEBOUNCE_MS = 150
 _LAYER_EVENTS = ("data", "features", "edge_color", "face_color", "properties")
 
@@ -75,6 +79,19 @@ def compiled_triangulation() -> bool:
 def default_max_live_shapes() -> int:
     """How many annotations a live Shapes window holds by default, for napari's triangulation."""
     return MAX_LIVE_SHAPES_COMPILED if compiled_triangulation() else MAX_LIVE_SHAPES_PYTHON
+
+
+def overview_downsample(
+    extent_wh: Sequence[float], canvas_hw: Sequence[int], max_side: int
+) -> float:
+    """Level-0 pixels per overview pixel: the canvas's resolution when it shows the whole
+    ``extent_wh`` (finer is drawn when zooming in), within ``OVERVIEW_MIN_SIDE`` and
+    ``max_side`` pixels on the overview's long side."""
+    longest = max(extent_wh)
+    fitted = max(extent_wh[0] / max(canvas_hw[1], 1), extent_wh[1] / max(canvas_hw[0], 1))
+    finest = longest / max_side
+    coarsest = longest / min(OVERVIEW_MIN_SIDE, max_side)
+    return max(1.0, finest, min(fitted, coarsest))
 
 
 def view_of(layer: Any) -> LargeAnnotationView | None:
@@ -149,10 +166,11 @@ class LargeAnnotationView:
             self._live_ids = np.arange(len(annotation_set))
             self.shapes_layer = self._add_shapes(annotation_set)
             return
-        self._index = AnnotationIndex(annotation_set)
+        self._index = BoxIndex(annotation_set)
         self._live_ids = np.zeros(0, dtype=np.int64)
+        self._live = False
         self._extent = self._extent_wh(extent_wh)
-        self._overview_ds = max(1.0, max(self._extent) / overview_max_side)
+        self._overview_ds = overview_downsample(self._extent, viewer.canvas.size, overview_max_side)
         self._overview_stale = False
         self.overview_layer = self._add_raster(self._render_overview(), self._overview_ds, (0, 0))
         self.overview_layer.name = f"{self._name} overview"
@@ -170,7 +188,12 @@ class LargeAnnotationView:
     @property
     def is_live(self) -> bool:
         """Whether the Shapes layer holds the (windowed) annotations rather than the overview."""
-        return not self.is_large or not self.overview_layer.visible
+        return not self.is_large or self._live
+
+    @property
+    def overview_downsample(self) -> float | None:
+        """Level-0 pixels per overview pixel, or None for a small set."""
+        return self._overview_ds if self.is_large else None
 
     @property
     def loading(self) -> bool:
@@ -222,7 +245,7 @@ class LargeAnnotationView:
             self._set.groups[name].color = color
         with self._loading():
             classes.recolor_class(self.shapes_layer, name, color)
-        self._index = AnnotationIndex(self._set)
+        self._index = BoxIndex(self._set)
         self._overview_stale = True
         if not self.is_live:
             self.refresh()
@@ -250,6 +273,7 @@ class LargeAnnotationView:
 
     # ---------------------------------------------------------------------------- live window
     def _show_window(self, box: Sequence[float], visible: np.ndarray) -> None:
+        self._live = True
         self.overview_layer.visible = False
         if self.detail_layer is not None:
             self.detail_layer.visible = False
@@ -276,9 +300,10 @@ class LargeAnnotationView:
         if self._overview_stale:
             self.overview_layer.data = self._render_overview()
             self._overview_stale = False
-        self.overview_layer.visible = self.shapes_layer.visible
+        self._live = False
         screen_ds = 1.0 / (float(camera_of(self._viewer).zoom) * layer_scale(self._mpp)[1])
         if screen_ds >= self._overview_ds * 0.75:
+            self.overview_layer.visible = self.shapes_layer.visible
             if self.detail_layer is not None:
                 self.detail_layer.visible = False
             return
@@ -286,7 +311,7 @@ class LargeAnnotationView:
         origin = (max(0.0, box[0]), max(0.0, box[1]))
         far = (min(self._extent[0], box[2]), min(self._extent[1], box[3]))
         size = raster_size((far[0] - origin[0], far[1] - origin[1]), ds)
-        raster = rasterize(self._index, origin_xy=origin, downsample=ds, size_wh=size, ids=visible)
+        raster = draw(self._index, origin_xy=origin, downsample=ds, size_wh=size, ids=visible)
         if self.detail_layer is None:
             self.detail_layer = self._add_raster(raster, ds, origin)
             self.detail_layer.name = f"{self._name} detail"
@@ -297,6 +322,7 @@ class LargeAnnotationView:
         else:
             self._place(self.detail_layer, raster, ds, origin)
         self.detail_layer.visible = self.shapes_layer.visible
+        self.overview_layer.visible = False  # under the translucent detail it would show twice
 
     def _load(self, ids: np.ndarray) -> None:
         """Put the annotations ``ids`` (positions in the full set) into the Shapes layer."""
@@ -351,7 +377,7 @@ class LargeAnnotationView:
         positions[rows < 0] = first_added + np.arange(int((rows < 0).sum()))
         layer.features[INDEX_COLUMN] = positions
         self._live_ids = positions
-        self._index = AnnotationIndex(self._set)
+        self._index = BoxIndex(self._set)
         self._overview_stale = True
         self._dirty = False
 
@@ -409,7 +435,7 @@ class LargeAnnotationView:
 
     def _render_overview(self) -> np.ndarray:
         size = raster_size(self._extent, self._overview_ds)
-        return rasterize(self._index, origin_xy=(0, 0), downsample=self._overview_ds, size_wh=size)
+        return draw(self._index, origin_xy=(0, 0), downsample=self._overview_ds, size_wh=size)
 
     def _extent_wh(self, extent_wh: Sequence[float] | None) -> tuple[float, float]:
         if extent_wh is not None:

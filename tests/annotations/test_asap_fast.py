@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_wsi_ml.annotations import Annotation, AnnotationType, read_asap
+from napari_wsi_ml.annotations import Annotation, AnnotationType, _asap_numbers, read_asap
 from napari_wsi_ml.annotations._asap_expat import parse_generic
 from napari_wsi_ml.annotations._asap_fast import parse_canonical
 from napari_wsi_ml.annotations._asap_raw import RawAsap
@@ -84,7 +84,15 @@ ACCEPTED = {
 }
 
 
+@pytest.fixture(params=["one-chunk", "chunk-per-block"])
+def chunking(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks checked and converted all in one chunk, or each in its own."""
+    if request.param == "chunk-per-block":
+        monkeypatch.setattr(_asap_numbers, "CHUNK_BYTES", 1)
+
+
 @pytest.mark.parametrize("data", ACCEPTED.values(), ids=ACCEPTED.keys())
+@pytest.mark.usefixtures("chunking")
 def test_fast_path_reads_what_the_general_parser_reads(data: bytes) -> None:
     fast = parse_canonical(data, "f.xml")
     assert fast is not None
@@ -103,6 +111,23 @@ def test_fast_path_values() -> None:
     assert fast.annotations[0].attrs["Name"] == "a & b é 0"
 
 
+def test_fast_path_values_are_exactly_what_float_reads() -> None:
+    # Shortest round-trip texts (up to 17 significant digits) and long or odd ones: every value
+    # must be the correctly rounded double, as float() gives.
+    rng = np.random.default_rng(7)
+    values = rng.uniform(0, 1, 3000) * 10.0 ** rng.integers(-4, 12, 3000)
+    texts = [t for t in map(repr, values.tolist()) if "e" not in t]
+    texts += ["0.1", "0.30000000000000004", "9007199254740993", "123456789012345678901234.5"]
+    texts += ["1." + "0" * 40 + "1", "-0.000", "+42", "007.250", "2.2250738585072014"]
+    pairs = [(texts[i], texts[(i + 1) % len(texts)]) for i in range(len(texts))]
+    data = _doc(_rows(*((str(k), x, y) for k, (x, y) in enumerate(pairs))))
+    fast = parse_canonical(data, "f.xml")
+    assert fast is not None
+    expected = [[float(x), float(y)] for x, y in pairs]
+    assert fast.annotations[0].coordinates.tolist() == expected
+    assert np.signbit(fast.annotations[0].coordinates).sum() == sum(np.signbit(expected).ravel())
+
+
 DEFERRED = {
     "exponent": _doc(_rows(("0", "1e5", "2"))),
     "empty-value": _doc(_rows(("0", "", "2"))),
@@ -111,6 +136,16 @@ DEFERRED = {
     "comma-without-digits": _doc(_rows(("0", ",5", "2"))),
     "digit-in-tag-name": _doc(_rows(("0", "1", "2"))).replace(b"<Coordinate ", b"<Coordinate1 "),
     "junk-after-value": _doc(_rows(("0", "1", "2"))).replace(b'X="1"', b'X="1"7'),
+    # An empty value and a stray number as many values as expected: not one number per value.
+    "empty-first-value-and-junk": _doc(_rows(("", "1", "2"))).replace(b'Order=""', b'Order=""5'),
+    "empty-last-value-and-junk": _doc(_rows(("0", "1", ""))).replace(b'Y=""', b'5Y=""'),
+    "empty-value-and-junk": _doc(_rows(("0", "1", "2"), ("1", "", "3"))).replace(
+        b'"1" Y="2" />', b'"1" Y="2" />5'
+    ),
+    "number-in-an-empty-block": _doc(SQUARE, "\n\t5\n", SQUARE),
+    "empty-value-between-junk": _doc(_rows(("0", "1", "2"), ("1", "", "3"))).replace(
+        b' X="" Y', b'5 X="" 6Y'
+    ),
     "missing-space": _doc(_rows(("0", "1", "2"))).replace(b'" Y', b'"Y'),
     "attribute-order": _doc(_rows(("0", "1", "2"))).replace(b'X="1" Y="2"', b'Y="2" X="1"'),
     "single-quotes": _doc(_rows(("0", "1", "2"))).replace(b'X="1"', b"X='1'"),
@@ -133,6 +168,7 @@ DEFERRED = {
 
 
 @pytest.mark.parametrize("data", DEFERRED.values(), ids=DEFERRED.keys())
+@pytest.mark.usefixtures("chunking")
 def test_fast_path_defers_and_reading_matches_the_general_parser(
     data: bytes, tmp_path: Path
 ) -> None:
@@ -150,6 +186,7 @@ def test_fast_path_defers_and_reading_matches_the_general_parser(
         assert len(read_asap(path)) == sum(len(a.coordinates) > 0 for a in general.annotations)
 
 
+@pytest.mark.usefixtures("chunking")
 def test_messages_from_the_fast_path_name_the_file_line(tmp_path: Path) -> None:
     data = _doc(SQUARE, "\n\t\t\t", SQUARE).replace(b"\n", b"\r\n")
     path = tmp_path / "f.xml"
@@ -164,6 +201,7 @@ def test_messages_from_the_fast_path_name_the_file_line(tmp_path: Path) -> None:
         read_asap(path)
 
 
+@pytest.mark.usefixtures("chunking")
 def test_random_damage_is_refused_or_read_as_the_general_parser_does() -> None:
     """Differential check: whatever the fast path accepts, the general parser reads the same."""
     text = (ANNOTATIONS_DIR / "asap" / "CMU-1_detection.xml").read_bytes()

@@ -113,7 +113,8 @@ def test_file_menu_opens_large_file_and_writers_save_all(
     assert view.is_large and layer.nshapes == 0  # the whole slide in view: the overview
     assert layer.metadata["slide_fingerprint"] == slide.metadata["slide_fingerprint"]
     assert tuple(layer.scale) == tuple(slide.scale) == (0.5, 0.5)
-    assert view.overview_layer.data.shape[:2] == (1536, 2048)  # the slide's 8192 x 6144, ds 4
+    ds = view.overview_downsample  # the slide's 8192 x 6144 at the canvas's resolution
+    assert view.overview_layer.data.shape[:2] == (np.ceil(6144 / ds), np.ceil(8192 / ds))
 
     look_at(viewer, view, *ZOOM)
     assert 0 < layer.nshapes <= LIVE
@@ -213,9 +214,10 @@ def test_rename_and_recolour_apply_to_the_whole_set(
     assert not view.is_live
     panel.pick_class(1)  # stroma
     panel.recolor_active_class("#0000FF")
-    overview = view.overview_layer.data  # downsample 4; pixel (r, c) centred on 4 (r, c) + 2
-    assert tuple(overview[17, 49, :3]) == (0, 0, 255)  # square (1, 0), centre (200, 70): stroma
-    assert tuple(overview[17, 17, :3]) == (0xE6, 0x19, 0x4B)  # square (0, 0): lesion
+    overview = view.overview_layer.data  # pixel (r, c) centred on level-0 ds (r, c) + ds / 2
+    row, col0, col1 = (round(v / view.overview_downsample - 0.5) for v in (70.0, 70.0, 200.0))
+    assert tuple(overview[row, col1, :3]) == (0, 0, 255)  # square (1, 0), centre (200, 70)
+    assert tuple(overview[row, col0, :3]) == (0xE6, 0x19, 0x4B)  # square (0, 0): lesion
     panel.save()
     saved = read_asap(tmp_path / "synthetic.alice.xml")
     assert {(a.group, a.color) for a in saved} == {("lesion", "#E6194B"), ("stroma", "#0000FF")}

@@ -13,18 +13,21 @@ import pytest
 
 from napari_wsi_ml.annotations import read_asap, write_asap
 from napari_wsi_ml.annotations.model import Annotation, AnnotationSet, Group
+from napari_wsi_ml.annotations.spatial_index import AnnotationIndex, raster_size, rasterize
 from napari_wsi_ml.viewer.large_annotations import (
+    DEFAULT_OVERVIEW_MAX_SIDE,
     INDEX_COLUMN,
     LargeAnnotationView,
     add_annotation_set,
     camera_of,
     full_annotation_set,
+    overview_downsample,
 )
 
 pytestmark = pytest.mark.gui
 
 MPP = (0.5, 0.5)
-EXTENT = (40_960.0, 40_960.0)  # overview downsample 20 at 2048 pixels a side
+EXTENT = (40_960.0, 40_960.0)
 CELL, SIDE = 290.0, 120.0  # a 60 x 60 grid of 120-pixel squares: 3 600 annotations
 GRID = 60  # squares reach x, y = 17 440; the slide extent beyond is empty
 COLORS = {"tumor": "#FF0000", "stroma": "#00C000"}
@@ -90,22 +93,46 @@ def test_small_sets_are_plain_shapes(make_napari_viewer) -> None:
     assert len(full_annotation_set(view.shapes_layer)) == 50
 
 
+@pytest.mark.parametrize(
+    ("canvas_hw", "expected"),
+    [
+        ((900, 1300), 40_960.0 / 900),  # fitted: the extent shown at the canvas's resolution
+        ((100, 100), 40_960.0 / 512),  # never coarser than 512 pixels a side
+        ((4000, 4000), 20.0),  # never finer than 2048 pixels a side
+    ],
+)
+def test_overview_resolution_follows_the_canvas(canvas_hw, expected: float) -> None:
+    ds = overview_downsample(EXTENT, canvas_hw, DEFAULT_OVERVIEW_MAX_SIDE)
+    assert ds == pytest.approx(expected)
+    assert overview_downsample((300.0, 200.0), canvas_hw, DEFAULT_OVERVIEW_MAX_SIDE) == 1.0
+
+
 def test_overview_pixels_land_on_their_polygons(large_view) -> None:
-    _viewer, view = large_view
+    viewer, view = large_view
     overview = view.overview_layer
     assert view.is_large and not view.is_live
-    assert overview.data.shape == (2048, 2048, 4)
+    ds = view.overview_downsample
+    assert ds == overview_downsample(EXTENT, viewer.canvas.size, DEFAULT_OVERVIEW_MAX_SIDE)
+    assert 20.0 <= ds <= 80.0
+    width, height = raster_size(EXTENT, ds)
+    assert overview.data.shape == (height, width, 4)
+    # The same pixels as the reference rasteriser draws for these annotations.
+    reference = rasterize(
+        AnnotationIndex(grid_set()), origin_xy=(0, 0), downsample=ds, size_wh=(width, height)
+    )
+    np.testing.assert_array_equal(overview.data, reference)
     # Square (i, j) = (10, 7) covers level-0 x in [2940, 3060), y in [2070, 2190). Its centre,
     # taken to world µm and back through each layer, is the same point in both layers.
     centre_xy = np.array([3000.0, 2130.0])
     world = centre_xy[::-1] * np.array(MPP[::-1])
     np.testing.assert_allclose(view.shapes_layer.world_to_data(world), centre_xy[::-1])
     raster_rc = np.asarray(overview.world_to_data(world))
-    np.testing.assert_allclose(raster_rc, centre_xy[::-1] / 20.0 - 0.5, atol=1e-9)
+    np.testing.assert_allclose(raster_rc, centre_xy[::-1] / ds - 0.5, atol=1e-9)
     row, col = np.rint(raster_rc).astype(int)
     assert tuple(overview.data[row, col, :3]) == (255, 0, 0)  # tumor (even column)
-    assert tuple(overview.data[row, col + 15, :3]) == (0, 192, 0)  # next square: stroma
-    gap = (np.array([2130.0, 3060.0 + 85.0]) / 20.0 - 0.5).round().astype(int)  # between squares
+    next_col = round((3000.0 + CELL) / ds - 0.5)
+    assert tuple(overview.data[row, next_col, :3]) == (0, 192, 0)  # next square: stroma
+    gap = (np.array([2130.0, 3060.0 + 85.0]) / ds - 0.5).round().astype(int)  # between squares
     assert overview.data[gap[0], gap[1], 3] == 0
 
 
@@ -113,6 +140,9 @@ def test_overview_is_drawn_on_screen_where_the_polygons_are(large_view) -> None:
     viewer, view = large_view
     look_at(viewer, view, 0.0, 0.0, 16_000.0)  # > 1,000 annotations in view: rasters, no shapes
     assert not view.is_live and view.shapes_layer.nshapes == 0
+    # Finer than the overview: the detail raster alone (both translucent rasters would show
+    # each fill twice, darker than its colour).
+    assert view.detail_layer.visible and not view.overview_layer.visible
     screenshot = viewer.screenshot(canvas_only=True, flash=False)
     height_px, width_px = viewer.canvas.size
     px_per_level0 = width_px / 16_000.0
@@ -189,7 +219,7 @@ def test_edits_in_the_window_are_merged_and_saved(large_view, tmp_path: Path) ->
     added = merged.annotations[-1]
     np.testing.assert_allclose(added.coordinates, new_ring[:, ::-1], atol=1e-3)
     # The overview is drawn again with the new polygon in it.
-    centre = np.array([10_150.0, 12_150.0]) / 20.0 - 0.5
+    centre = np.array([10_150.0, 12_150.0]) / view.overview_downsample - 0.5
     assert view.overview_layer.data[round(centre[1]), round(centre[0]), 3] > 0
 
     path = tmp_path / "slide.ann.xml"

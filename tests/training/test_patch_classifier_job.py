@@ -12,8 +12,10 @@ from napari_wsi_ml.data import grid_patches, plan_patch_read
 from napari_wsi_ml.errors import ConfigError
 from napari_wsi_ml.inference import Heatmap
 from napari_wsi_ml.jobs.config import load_job_config
+from napari_wsi_ml.jobs.run_context import load_checkpoint_file
 from napari_wsi_ml.jobs.runner import run_job
 from napari_wsi_ml.slide import open_slide
+from napari_wsi_ml.training import loops
 
 REPO = Path(__file__).resolve().parents[2]
 HISTORY_KEYS = {
@@ -112,6 +114,24 @@ def test_resume_after_cancel_gives_the_same_metrics(synthetic_cohort, tmp_path):
         for key in HISTORY_KEYS:
             assert row_a[key] == pytest.approx(row_b[key], abs=1e-6, nan_ok=True), key
     assert one["summary"]["patch"]["auc"] == pytest.approx(two["summary"]["patch"]["auc"])
+
+
+def test_mixed_precision_run_on_the_cpu(synthetic_cohort, tmp_path, monkeypatch):
+    """``amp: true`` on CUDA (autocast + loss scaling + scaler state in checkpoints), run here
+    with bfloat16 on the CPU; by default the CPU trains in float32 with no scaler state."""
+    config = tiny_config(synthetic_cohort.manifest, epochs=1, heatmaps=False)
+    config["data"]["max_patches_per_class"] = 6
+    plain = run_job(config, run_root=tmp_path / "plain")
+    assert load_checkpoint_file(plain.run_dir / "checkpoints" / "last.pt")["scaler"] == {}
+    monkeypatch.setattr(loops, "AMP_DEVICE_TYPES", ("cuda", "cpu"))
+    mixed = run_job(config, run_root=tmp_path / "mixed")
+    assert mixed.status == "finished"
+    state = load_checkpoint_file(mixed.run_dir / "checkpoints" / "last.pt")
+    assert state["scaler"]["scale"] == 2.0**16  # scaling on, no overflow in this short run
+    one = json.loads((plain.run_dir / "metrics.json").read_text())["history"][0]
+    two = json.loads((mixed.run_dir / "metrics.json").read_text())["history"][0]
+    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=0.05)  # bfloat16 rounding
+    assert two["train_loss"] != one["train_loss"]
 
 
 def test_linear_probe_on_one_slides_annotations(synthetic_cohort, tmp_path):

@@ -17,6 +17,7 @@ used); (c) once. Prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -97,7 +98,7 @@ def measure_ours(annotation_set: AnnotationSet, out_dir: Path, max_live: int | N
 
     max_live = max_live or default_max_live_shapes()
     viewer = new_viewer()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     view = add_annotation_set(
         viewer,
         annotation_set,
@@ -108,6 +109,7 @@ def measure_ours(annotation_set: AnnotationSet, out_dir: Path, max_live: int | N
     )
     image = first_frame(viewer)
     overview_s = time.perf_counter() - start
+    overview_cpu = time.process_time() - cpu
     _save(out_dir / "overview.png", image)
     # Zoom to a region holding about max_live / 2 annotations (live, editable shapes).
     width_px = viewer.canvas.size[1]
@@ -128,18 +130,24 @@ def measure_ours(annotation_set: AnnotationSet, out_dir: Path, max_live: int | N
     detail_s = time.perf_counter() - start
     _save(out_dir / "detail.png", image)
     viewer.close()
-    return {"overview": overview_s, "live": live_s, "live_n": live, "detail": detail_s}
+    return {
+        "overview": overview_s,
+        "overview_cpu": overview_cpu,
+        "live": live_s,
+        "live_n": live,
+        "detail": detail_s,
+    }
 
 
-def measure_plain(polygons: list[np.ndarray], out_dir: Path) -> float:
+def measure_plain(polygons: list[np.ndarray], out_dir: Path) -> tuple[float, float]:
     viewer = new_viewer()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     viewer.add_shapes(polygons, shape_type="polygon", edge_color="yellow", face_color="#ffff0040")
     image = first_frame(viewer)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     _save(out_dir / f"plain_{len(polygons)}.png", image)
     viewer.close()
-    return seconds
+    return seconds, cpu
 
 
 def _spread(runs: list[float]) -> str:
@@ -174,43 +182,55 @@ def main(argv: list[str] | None = None) -> int:
     n_vertices = args.n * args.vertices
 
     warm_up()
-    parse_runs, our_runs = [], []
+    parse_runs, parse_cpu, our_runs = [], [], []
     for _ in range(args.repeats):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         parsed = read_asap(xml)
         parse_runs.append(time.perf_counter() - start)
+        parse_cpu.append(time.process_time() - cpu)
         assert len(parsed) == args.n
         our_runs.append(measure_ours(parsed, args.out_dir, args.max_live))
     parse_s = float(np.median(parse_runs))
     ours = {key: float(np.median([run[key] for run in our_runs])) for key in our_runs[0]}
     plain_polygons = [xy_to_rowcol(a.coordinates) for a in parsed.annotations[: args.plain_n]]
-    plain_s = measure_plain(plain_polygons, args.out_dir)
+    plain_s, plain_cpu = measure_plain(plain_polygons, args.out_dir)
+    load = os.getloadavg()[0]
 
     backend = str(get_backend())
     compiled = "bermuda" in sys.modules or "PartSegCore_compiled_backend" in sys.modules
     print(f"\n{args.n} polygons, {n_vertices:,} vertices, {xml.stat().st_size / 1e6:.0f} MB XML; ")
     print(f"napari triangulation backend: {backend} (compiled module loaded: {compiled})\n")
-    print("| step | polygons | seconds | note |")
-    print("|---|---:|---:|---|")
+    print("| step | polygons | seconds | CPU s | note |")
+    print("|---|---:|---:|---:|---|")
     rate = n_vertices / parse_s / 1e6
     spread = _spread(parse_runs)
-    print(f"| (a) read_asap | {args.n} | {parse_s:.2f} | {rate:.2f} M vertices/s{spread} |")
+    parse_c = float(np.median(parse_cpu))
+    print(
+        f"| (a) read_asap | {args.n} | {parse_s:.2f} | {parse_c:.2f}"
+        f" | {rate:.2f} M vertices/s{spread} |"
+    )
     spread = _spread([run["overview"] for run in our_runs])
     print(
         f"| (b) add_annotation_set → first frame | {args.n} | {ours['overview']:.2f}"
-        f" | overview{spread} |"
+        f" | {ours['overview_cpu']:.2f} | overview{spread} |"
     )
     print(
         f"| (b') zoom in → live shapes drawn | {ours['live_n']:.0f} | {ours['live']:.2f}"
-        " | editable |"
+        " | | editable |"
     )
-    print(f"| (b'') half zoom → detail raster | {args.n} | {ours['detail']:.2f} | |")
-    print(f"| (c) plain add_shapes → first frame | {args.plain_n} | {plain_s:.2f} | |")
+    print(f"| (b'') half zoom → detail raster | {args.n} | {ours['detail']:.2f} | | |")
+    print(
+        f"| (c) plain add_shapes → first frame | {args.plain_n} | {plain_s:.2f}"
+        f" | {plain_cpu:.2f} | |"
+    )
     display_ratio = plain_s / ours["overview"]
     total_ratio = (parse_s + plain_s) / (parse_s + ours["overview"])
+    cpu_ratio = (parse_c + plain_cpu) / (parse_c + ours["overview_cpu"])
     scaled = f" (plain at {args.plain_n} of {args.n} polygons)" if args.plain_n < args.n else ""
     print(f"\nratio (c)/(b): {display_ratio:.1f}x{scaled}")
     print(f"ratio (a+c)/(a+b), XML to usable view: {total_ratio:.1f}x{scaled}")
+    print(f"the same in CPU seconds of this process (all threads): {cpu_ratio:.1f}x{scaled}")
+    print(f"load average (1 min) at the end: {load:.1f} on {os.cpu_count()} CPUs")
     print(f"screenshots in {args.out_dir}")
     return 0
 

@@ -55,7 +55,8 @@ def _cut(data: bytes) -> tuple[bytes, list[tuple[int, int]]] | None:
             return None
         spans.append((start + len(_OPEN), end))
     view = memoryview(data)
-    cuts = [0, *(o for a, b in spans for o in (a - len(_OPEN), b + len(_CLOSE))), len(data)]
+    elements = np.array(spans, dtype=np.int64).reshape(-1, 2) + np.array([-len(_OPEN), len(_CLOSE)])
+    cuts = [0, *elements.ravel().tolist(), len(data)]  # what the skeleton keeps: [a, b) pairs
     skeleton = MARKER.join([view[a:b] for a, b in zip(cuts[::2], cuts[1::2], strict=True)])
     return skeleton, spans
 
@@ -86,7 +87,7 @@ def parse_canonical(data: bytes, path: str) -> RawAsap | None:
     if table is None or parsed is None or reading is None:
         return None
     builder, owners = parsed
-    builder.shift_lines(reading.newlines)
+    builder.finish(reading.newlines)
     annotations = builder.raw.annotations
     counts = np.bincount(owners, weights=reading.tags, minlength=len(annotations))
     sizes = counts.astype(np.int64)

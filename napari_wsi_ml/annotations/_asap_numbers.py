@@ -41,7 +41,9 @@ _DECIMAL_COMMA = re.compile(rb"[-+]?[0-9]+,[0-9]+")  # the only form the general
 def _value_text(joined: bytes) -> bytes | None:
     """The blocks' values as ``'"v""v"…"v"'`` (all but number characters and quotes deleted,
     decimal commas made points), or ``None`` if they cannot be one value per pair of quotes."""
-    text = joined.translate(_COMMA_TO_POINT, _NOT_VALUE)
+    text = joined.translate(None, _NOT_VALUE)  # deleting only: translate's fast path
+    if b"," in text:
+        text = text.translate(_COMMA_TO_POINT)
     return text if _well_placed(text) else None
 
 
@@ -53,7 +55,8 @@ def _count_tags(chunk: bytes, blocks: int) -> list[int] | None:
     tags = tags_only.count(_TAG)
     compact = tags_only.translate(None, _WHITESPACE)  # tags without their spaces, separators
     spaces = len(tags_only) - len(compact)
-    if compact.count(SEPARATOR) != blocks - 1:
+    pieces = compact.split(SEPARATOR)
+    if len(pieces) != blocks:
         return None  # a separator inside a block: the blocks cannot be told apart
     if len(tags_only) - tags * len(_TAG) != spaces - tags * _TAG.count(b" ") + blocks - 1:
         return None  # something besides whitespace between the tags
@@ -62,7 +65,7 @@ def _count_tags(chunk: bytes, blocks: int) -> list[int] | None:
         if not all(_DECIMAL_COMMA.fullmatch(token) for token in tokens):
             return None
     size = len(_TAG) - _TAG.count(b" ")
-    return [len(piece) // size for piece in compact.split(SEPARATOR)]
+    return [len(piece) // size for piece in pieces]
 
 
 @dataclass

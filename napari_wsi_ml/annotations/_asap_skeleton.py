@@ -10,6 +10,7 @@ calls (its start and end tags) instead of one per coordinate.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from xml.parsers import expat
 
 import numpy as np
@@ -28,73 +29,94 @@ class _NotCanonical(Exception):
 
 
 class SkeletonBuilder(Builder):
-    """Builds from the skeleton: notes where each annotation and marker is.
+    """Builds from the skeleton: notes where each annotation, group and marker is.
 
-    Lines are the skeleton's until :meth:`shift_lines` adds the line breaks cut out with the
-    elements before each annotation and group.
+    The annotations join ``raw.annotations`` in :meth:`finish`, which also makes lines the
+    file's by adding the line breaks cut out with the elements before each of them.
     """
 
     def __init__(self, parser: expat.XMLParserType, path: str, markers: list[int]) -> None:
         super().__init__(parser, path)
         self.markers = [*markers, sys.maxsize]  # byte offsets of the markers in the skeleton
         self.passed = 0  # markers before the current position
-        self.opened = (0, 0)  # the last annotation's start tag: offset, markers before it
-        self.children = 0  # elements started since then
-        self.spans: list[tuple[int, int, bool]] = []  # per annotation: start, end, no child
-        self.placed: list[tuple[RawAnnotation | RawGroup, int]] = []  # item, markers before
+        self.children = 0  # elements started since the last annotation's start tag
+        self.points: list[tuple[float, float, float]] = []  # a <Coordinate> left in: give up
+        # Per annotation: attributes, skeleton line, markers before it, start and end tags'
+        # offsets, and whether it has no child element.
+        self.attrs: list[dict[str, str]] = []
+        self.lines: list[int] = []
+        self.before: list[int] = []
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.bare: list[bool] = []
+        self.groups_before: list[tuple[RawGroup, int]] = []
 
-    def _markers_before(self) -> int:
-        position = self.parser.CurrentByteIndex
-        while self.markers[self.passed] < position:
-            self.passed += 1
-        return self.passed
+    def _markers_before(self, position: int) -> int:
+        markers, passed = self.markers, self.passed
+        while markers[passed] < position:
+            passed += 1
+        self.passed = passed
+        return passed
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
         stack = self.stack
         parent = stack[-1] if stack else None
         if name == "Annotation" and parent == "Annotations":  # what Builder.start does, inline
-            self.opened, self.children = (self.parser.CurrentByteIndex, self._markers_before()), 0
-            self.annotation = (attrs, self.parser.CurrentLineNumber, [])
+            parser = self.parser
+            position, line = parser.CurrentByteIndex, parser.CurrentLineNumber
+            self.annotation = (attrs, line, self.points)
+            self.attrs.append(attrs)
+            self.lines.append(line)
+            self.before.append(self._markers_before(position))
+            self.starts.append(position)
+            self.children = 0
             stack.append(name)
             return
         self.children += 1
         super().start(name, attrs)
         if name == "Group" and parent == "AnnotationGroups" and self.group is not None:
-            self.placed.append((self.group, self._markers_before()))
+            position = self.parser.CurrentByteIndex
+            self.groups_before.append((self.group, self._markers_before(position)))
 
     def end(self, name: str) -> None:
         stack = self.stack
         if name != "Annotation" or len(stack) < 2 or stack[-2] != "Annotations":
             super().end(name)
-        elif self.annotation is not None:  # what Builder.end does, inline
-            stack.pop()
-            attrs, line, points = self.annotation
-            if points:
-                raise _NotCanonical  # a <Coordinate> that was not cut out
-            self.spans.append((self.opened[0], self.parser.CurrentByteIndex, self.children == 0))
-            item = RawAnnotation(attrs, _NO_POINTS, line)
-            self.placed.append((item, self.opened[1]))
-            self.raw.annotations.append(item)
-            self.annotation = None
-        else:
-            stack.pop()
+            return
+        stack.pop()  # what Builder.end does, inline
+        if self.annotation is None:
+            return
+        if self.points:
+            raise _NotCanonical  # a <Coordinate> that was not cut out
+        self.ends.append(self.parser.CurrentByteIndex)
+        self.bare.append(self.children == 0)
+        self.annotation = None
 
     def owners(self) -> np.ndarray | None:
         """Per marker, the annotation holding it directly (its only content besides text), or
         ``None`` if a marker is anywhere else (a case left to the general parser)."""
+        if len(self.starts) != len(self.ends):
+            return None  # an annotation inside another: left to the general parser
         markers = np.array(self.markers[:-1], dtype=np.int64)
-        spans = np.array(self.spans, dtype=np.int64).reshape(-1, 3)
-        owner = np.searchsorted(spans[:, 0], markers) - 1  # the annotations never nest
-        held = spans[np.maximum(owner, 0)]
-        if not np.all((owner >= 0) & (markers < held[:, 1]) & (held[:, 2] == 1)):
+        starts, ends = np.array(self.starts, dtype=np.int64), np.array(self.ends, dtype=np.int64)
+        owner = np.searchsorted(starts, markers) - 1
+        held = np.maximum(owner, 0)
+        bare = np.array(self.bare, dtype=bool)
+        if not np.all((owner >= 0) & (markers < ends[held]) & bare[held]):
             return None
         return owner
 
-    def shift_lines(self, newlines: np.ndarray) -> None:
-        """Make lines the file's: ``newlines`` are the line breaks in each cut-out element."""
-        shift = np.concatenate([[0], np.cumsum(newlines)]).tolist()
-        for item, passed in self.placed:
-            item.line = (item.line or 0) + shift[passed]
+    def finish(self, newlines: Sequence[int]) -> None:
+        """Add the annotations to ``raw``, lines made the file's: ``newlines`` are the line
+        breaks in each cut-out element."""
+        shift = np.concatenate([[0], np.cumsum(newlines, dtype=np.int64)])
+        lines = (np.array(self.lines, dtype=np.int64) + shift[self.before]).tolist()
+        self.raw.annotations = [
+            RawAnnotation(attrs, _NO_POINTS, line)
+            for attrs, line in zip(self.attrs, lines, strict=True)
+        ]
+        for group, before in self.groups_before:
+            group.line = (group.line or 0) + int(shift[before])
 
 
 def parse_skeleton(

@@ -143,6 +143,9 @@ DEFERRED = {
         b'"1" Y="2" />', b'"1" Y="2" />5'
     ),
     "number-in-an-empty-block": _doc(SQUARE, "\n\t5\n", SQUARE),
+    "annotation-in-annotation": _doc(SQUARE)
+    .replace(b"<Coordinates>", b'<Annotations><Annotation Name="in" Type="Dot"><Coordinates>')
+    .replace(b"</Coordinates>", b"</Coordinates></Annotation></Annotations>"),
     "text-between-tags": _doc(SQUARE).replace(b'<Coordinate Order="1"', b'|<Coordinate Order="1"'),
     "empty-value-between-junk": _doc(_rows(("0", "1", "2"), ("1", "", "3"))).replace(
         b' X="" Y', b'5 X="" 6Y'

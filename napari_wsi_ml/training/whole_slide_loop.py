@@ -149,8 +149,9 @@ def predict_slides(
     """Class probabilities ``(N, C)`` of the slides and, if asked, their class activation maps.
 
     Slides sit at the canvas' top-left corner, without augmentation; without a fixed canvas
-    each slide is predicted alone, on its own size rounded up to ``size_multiple``. ``model`` is the plain
-    :class:`~napari_wsi_ml.models.whole_slide.WholeSlideNet`; it is left in training mode.
+    each slide is predicted alone, on its own size rounded up to ``size_multiple``. ``model`` is
+    the plain :class:`~napari_wsi_ml.models.whole_slide.WholeSlideNet`; it is left in training
+    mode.
     """
     was_training = model.training
     model.eval()

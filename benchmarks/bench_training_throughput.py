@@ -110,9 +110,9 @@ def main() -> None:
         "--max-per-class", type=int, default=300, help="patches per slide and class"
     )
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=15, help="timed steps per measurement")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--no-augment", action="store_true", help="no augmentation anywhere")
     args = parser.parse_args()

@@ -46,15 +46,32 @@ class WholeSlideOptions:
     backbone: str = field(default="resnet18", metadata=spec(hint="a timm ResNet, e.g. resnet18"))
     pretrained: bool = False
     weights: Path | None = field(default=None, metadata=spec(hint="a local .safetensors file"))
-    pooling: Literal["gmp", "gap"] = "gmp"
-    target_mpp: float | None = field(default=4.0, metadata=spec(gt=0, hint="µm/px, e.g. 4.0"))
-    max_size: int | None = field(default=None, metadata=spec(ge=32, le=65536, hint="e.g. 1024"))
-    canvas: int | None = field(default=512, metadata=spec(ge=32, le=65536, hint="px, e.g. 512"))
+    pooling: Literal["gmp", "gap"] = field(
+        default="gmp", metadata=spec(help="global max pooling (small lesions) or average pooling")
+    )
+    target_mpp: float | None = field(
+        default=4.0,
+        metadata=spec(gt=0, hint="µm/px, e.g. 4.0", help="resolution of the downscaled slide"),
+    )
+    max_size: int | None = field(
+        default=None,
+        metadata=spec(ge=32, le=65536, hint="e.g. 1024", help="or: longer side in pixels"),
+    )
+    canvas: int | None = field(
+        default=512,
+        metadata=spec(ge=32, le=65536, hint="px, e.g. 512", help="square white canvas side"),
+    )
     size_multiple: int = field(default=32, metadata=spec(ge=1, le=1024))
-    checkpointing: Literal["off", "stages", "blocks"] = "off"
-    amp: Literal["off", "bf16", "fp16"] = "bf16"
+    checkpointing: Literal["off", "stages", "blocks"] = field(
+        default="off", metadata=spec(help="recompute activations in backward: less memory")
+    )
+    amp: Literal["off", "bf16", "fp16"] = field(
+        default="bf16", metadata=spec(help="mixed precision on CUDA")
+    )
     cpu_bf16: bool = False
-    mask_background: bool = True
+    mask_background: bool = field(
+        default=True, metadata=spec(help="paint glass, pen marks and dust white")
+    )
     cache_dir: Path | None = field(default=None, metadata=spec(hint="a folder, e.g. cache"))
     epochs: int = field(default=30, metadata=spec(ge=1, le=10_000))
     batch_size: int = field(default=4, metadata=spec(ge=1, le=1024))

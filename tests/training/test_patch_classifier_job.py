@@ -130,7 +130,7 @@ def test_mixed_precision_run_on_the_cpu(synthetic_cohort, tmp_path, monkeypatch)
     assert state["scaler"]["scale"] == 2.0**16  # scaling on, no overflow in this short run
     one = json.loads((plain.run_dir / "metrics.json").read_text())["history"][0]
     two = json.loads((mixed.run_dir / "metrics.json").read_text())["history"][0]
-    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=0.05)  # bfloat16 rounding
+    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=0.1)  # bfloat16 rounding
     assert two["train_loss"] != one["train_loss"]
 
 

@@ -12,6 +12,7 @@ heatmap per evaluated slide under ``heatmaps/``.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,6 +23,9 @@ from napari_wsi_ml.data.augment import Augmenter
 from napari_wsi_ml.data.dataset import PatchDataset
 from napari_wsi_ml.errors import ConfigError
 from napari_wsi_ml.evaluation import classification_metrics
+from napari_wsi_ml.inference.cohort_review import PREDICTIONS_FILE
+from napari_wsi_ml.inference.heatmap import Heatmap
+from napari_wsi_ml.inference.predictions import SlidePrediction, predict_slide, write_predictions
 from napari_wsi_ml.jobs.distributed import (
     all_reduce_mean,
     local_batch_size,
@@ -32,6 +36,7 @@ from napari_wsi_ml.jobs.distributed import (
 from napari_wsi_ml.models import check_backbone_name, create_classifier
 from napari_wsi_ml.training import loops
 from napari_wsi_ml.training.data_setup import (
+    PreparedSlide,
     data_manifest,
     patch_sets,
     prepare_slides,
@@ -291,7 +296,8 @@ class _Run:
 
     def _heatmaps(self, slides: list) -> dict[str, np.ndarray]:
         stride = self.data.eval_stride
-        out = {}
+        out: dict[str, np.ndarray] = {}
+        predictions: list[SlidePrediction] = []
         for item in slides:
             heatmap, result = slide_heatmap(
                 self.model, item, stride=stride, min_tissue=self.data.min_tissue,
@@ -299,7 +305,20 @@ class _Run:
                 batch_size=self.opts.eval_batch_size, num_workers=self.data.num_workers,
                 amp=self.opts.amp,
             )  # fmt: skip
-            heatmap.save(heatmap_path(self.ctx.heatmaps_dir, item.record.slide))
+            saved = heatmap.save(heatmap_path(self.ctx.heatmaps_dir, item.record.slide))
             out[item.record.slide] = result["probs"]
+            predictions.append(self._prediction(heatmap, item, saved))
         self.ctx.log(f"wrote {len(out)} heatmaps to {self.ctx.heatmaps_dir}")
+        if predictions:
+            write_predictions(predictions, self.ctx.run_dir / PREDICTIONS_FILE)
         return out
+
+    def _prediction(self, heatmap: Heatmap, item: PreparedSlide, saved: Path) -> SlidePrediction:
+        """The slide-level prediction of an evaluated slide (``predictions.csv`` row)."""
+        label = self.data.label_map.get(item.record.label, item.record.label)
+        return predict_slide(
+            heatmap, slide=item.record.slide, path=item.record.path,
+            background=self.data.background_label,
+            label=label if label in self.names else None,
+            heatmap_path=saved, top_k=self.opts.top_k,
+        )  # fmt: skip

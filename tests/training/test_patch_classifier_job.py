@@ -10,7 +10,7 @@ import pytest
 
 from napari_wsi_ml.data import grid_patches, plan_patch_read
 from napari_wsi_ml.errors import ConfigError
-from napari_wsi_ml.inference import Heatmap
+from napari_wsi_ml.inference import Heatmap, read_predictions, top_k_scores
 from napari_wsi_ml.jobs.config import load_job_config
 from napari_wsi_ml.jobs.run_context import load_checkpoint_file
 from napari_wsi_ml.jobs.runner import run_job
@@ -89,6 +89,17 @@ def test_end_to_end_run_writes_metrics_and_georeferenced_heatmaps(synthetic_coho
         assert scored[tissue.xy[:, 1] // sy, tissue.xy[:, 0] // sx].all()
         probs = heatmap.values[scored]
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    # the run's slide predictions, as `infer` writes them: one row per evaluated slide
+    predictions = {p.slide: p for p in read_predictions(run / "predictions.csv")}
+    assert set(predictions) == {entry["slide"] for entry in evaluated}
+    for entry in evaluated:
+        row = predictions[entry["slide"]]
+        assert row.path == Path(entry["path"]) and row.fingerprint == entry["fingerprint"]
+        assert row.label == entry["label"]
+        heatmap = Heatmap.load(run / "heatmaps" / f"{entry['slide']}.heatmap.npz")
+        for name, score in top_k_scores(heatmap, k=5).items():  # the task's top_k default
+            assert row.scores[name] == pytest.approx(score, abs=1e-6)
+        assert row.heatmap == run / "heatmaps" / f"{entry['slide']}.heatmap.npz"
 
 
 def test_resume_after_cancel_gives_the_same_metrics(synthetic_cohort, tmp_path):

@@ -7,10 +7,12 @@ reading at ~0.2M vertices/s; the target is ≥ 1M vertices/s.
 How it works: the file is cut at every ``<Coordinates>`` … ``</Coordinates>``. The content in
 between (a *block*) is checked and converted with a few whole-buffer C-speed operations
 (:mod:`._asap_numbers`); what remains, the *skeleton* (~7% of the file), where each cut-out
-element is replaced by an empty comment, goes through the same guarded expat parser and
-builder as the general path (:mod:`._asap_skeleton`), which gives annotations, groups and
-lines. The numbers are converted on a worker thread (pandas releases the GIL) while this
-thread checks the blocks and parses the skeleton.
+element is replaced by an empty comment, gives annotations, groups and lines
+(:mod:`._asap_skeleton`): in ASAP's own layout the annotations' start tags are read as rows by
+one regular expression and only the rest (root, groups) goes through the guarded expat
+builder of the general path; in any other layout the whole skeleton does (two Python calls
+per annotation). The numbers are converted on a worker thread (pandas releases the GIL) while
+this thread checks the blocks and reads the skeleton.
 
 How it stays safe: a block is accepted only if it consists of whitespace and tags
 byte-identical to ``<Coordinate Order="…" X="…" Y="…" />``, each ``…`` a run of ``0-9 . + -``
@@ -20,7 +22,10 @@ nor in an attribute value, and each comment must lie directly inside an annotati
 no child element, where the general parser gives the block's coordinates to that annotation.
 Putting the elements back into a skeleton that expat accepted (well-formed, no entity
 declaration, no external reference) therefore gives a document that expat accepts and reads
-the same. Other ``<!`` (DOCTYPE, comments, CDATA) and processing instructions are refused,
+the same; the rows that the regular expression reads are such well-formed elements (fixed
+names and attributes, values without ``<``, ``&``, quotes or control characters, strictly
+UTF-8), put right after ``<Annotations>`` in a rest that expat accepted. Other ``<!``
+(DOCTYPE, comments, CDATA) and processing instructions are refused,
 so no cut falls inside one. Whenever anything is off, :func:`parse_canonical` returns
 ``None`` and the caller runs the general parser, which reports the exact problem with its
 line.
@@ -30,43 +35,37 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 
 import numpy as np
 
 from napari_wsi_ml.annotations._asap_numbers import start_reading
-from napari_wsi_ml.annotations._asap_raw import RawAsap, sort_by_order
-from napari_wsi_ml.annotations._asap_skeleton import MARKER, parse_skeleton
+from napari_wsi_ml.annotations._asap_raw import RawAsap, RawRows, sort_by_order
+from napari_wsi_ml.annotations._asap_skeleton import MARKER, parse_layout, parse_skeleton
 
-_OPEN, _CLOSE = b"<Coordinates>", b"</Coordinates>"
+_NAME = b"Coordinates>"  # ends both tags of a <Coordinates> element, and nothing else
 _ENCODING = re.compile(rb'encoding\s*=\s*["\']([^"\']*)["\']')
 
 
-def _cut(data: bytes) -> tuple[bytes, list[tuple[int, int]]] | None:
-    """The skeleton and the (start, end) in ``data`` of the blocks.
+def _cut(data: bytes) -> tuple[bytes, list[bytes], np.ndarray] | None:
+    """The skeleton, the blocks (each followed by the ``</`` of its end tag) and the byte
+    offsets of the markers in the skeleton.
 
-    A block is the content of a ``<Coordinates>`` element; in the skeleton the whole element
-    is replaced by :data:`MARKER`.
+    Split at :data:`_NAME`, the file alternates between what the skeleton keeps, ending with
+    the ``<`` of a start tag, and a block, ending with the ``</`` of an end tag; joining the
+    kept pieces with the rest of :data:`MARKER` replaces each element with a marker.
     """
-    spans = []
-    end = 0
-    while (start := data.find(_OPEN, end)) >= 0:
-        end = data.find(_CLOSE, start)  # a nested _OPEN lands in the block and fails its check
-        if end < 0:
-            return None
-        spans.append((start + len(_OPEN), end))
-    view = memoryview(data)
-    elements = np.array(spans, dtype=np.int64).reshape(-1, 2) + np.array([-len(_OPEN), len(_CLOSE)])
-    cuts = [0, *elements.ravel().tolist(), len(data)]  # what the skeleton keeps: [a, b) pairs
-    skeleton = MARKER.join([view[a:b] for a, b in zip(cuts[::2], cuts[1::2], strict=True)])
-    return skeleton, spans
-
-
-def _markers(spans: list[tuple[int, int]]) -> list[int]:
-    """Byte offsets in the skeleton of the markers that replace the elements at ``spans``."""
-    starts, ends = np.array(spans, dtype=np.int64).reshape(-1, 2).T
-    element = ends - starts + len(_OPEN) + len(_CLOSE)
-    before = np.cumsum(element) - element  # bytes of elements cut before each one
-    return (starts - len(_OPEN) - before + np.arange(len(spans)) * len(MARKER)).tolist()
+    pieces = data.split(_NAME)
+    kept, blocks = pieces[0::2], pieces[1::2]
+    if not all(map(bytes.endswith, blocks, repeat(b"</"))):
+        return None  # a start tag where an end tag was expected: nested or unclosed
+    if not all(map(bytes.endswith, kept[:-1], repeat(b"<"))) or len(kept) == len(blocks):
+        return None
+    if any(map(bytes.endswith, kept[:-1], repeat(b"</"))):
+        return None  # an end tag where a start tag was expected
+    lengths = np.fromiter(map(len, kept[:-1]), np.int64, len(blocks))
+    markers = np.cumsum(lengths + len(MARKER) - 1) - len(MARKER)
+    return MARKER[1:].join(kept), blocks, markers
 
 
 def parse_canonical(data: bytes, path: str) -> RawAsap | None:
@@ -77,25 +76,41 @@ def parse_canonical(data: bytes, path: str) -> RawAsap | None:
     cut = _cut(data)
     if cut is None or not cut[1]:
         return None
-    skeleton, spans = cut
+    skeleton, blocks, markers = cut
     with ThreadPoolExecutor(max_workers=1) as pool:
-        reading = start_reading(data, spans, pool)
-        parsed = parse_skeleton(skeleton, _markers(spans), path) if reading else None
-        table = reading.table() if reading and parsed else None
+        reading = start_reading(blocks, pool)
+        layout = parse_layout(skeleton, len(blocks), path) if reading else None
+        parsed = None
+        if reading and layout is None:
+            parsed = parse_skeleton(skeleton, markers.tolist(), path)
+        table = reading.table() if reading and (layout or parsed) else None
         if table is None:
             pool.shutdown(cancel_futures=True)
-    if table is None or parsed is None or reading is None:
+    if table is None or reading is None:
         return None
+    orders, coords = table
+    if layout is not None:
+        groups, lines = layout.finish(reading.newlines)
+        sizes = np.asarray(reading.tags, dtype=np.int64)
+        rows = RawRows(layout.rows, lines, _split(orders, coords, sizes))
+        return RawAsap(groups=groups, rows=rows)
+    assert parsed is not None
     builder, owners = parsed
     builder.finish(reading.newlines)
     annotations = builder.raw.annotations
     counts = np.bincount(owners, weights=reading.tags, minlength=len(annotations))
-    sizes = counts.astype(np.int64)
+    pieces = _split(orders, coords, counts.astype(np.int64))
+    for item, block in zip(annotations, pieces, strict=True):
+        item.coordinates = block
+    return builder.raw
+
+
+def _split(orders: np.ndarray, coords: np.ndarray, sizes: np.ndarray) -> list[np.ndarray]:
+    """Per annotation of ``sizes`` rows, its coordinates sorted by ``Order`` (stable)."""
     ends = np.cumsum(sizes)  # rows per annotation (it may hold several blocks)
     starts = ends - sizes
-    orders, coords = table[:, 0], np.ascontiguousarray(table[:, 1:])
-    in_sequence = np.array_equal(orders, np.arange(len(table)) - np.repeat(starts, sizes))
-    for item, start, end in zip(annotations, starts.tolist(), ends.tolist(), strict=True):
-        block = coords[start:end]
-        item.coordinates = block if in_sequence else sort_by_order(block, orders[start:end])
-    return builder.raw
+    in_sequence = np.array_equal(orders, np.arange(len(orders)) - np.repeat(starts, sizes))
+    bounds = zip(starts.tolist(), ends.tolist(), strict=True)
+    if in_sequence:
+        return [coords[start:end] for start, end in bounds]
+    return [sort_by_order(coords[start:end], orders[start:end]) for start, end in bounds]

@@ -1,8 +1,11 @@
 """The numbers of ASAP ``<Coordinate>`` blocks, checked and converted in whole-buffer passes.
 
 Used by the fast ASAP reader (:mod:`._asap_fast`) on the contents of the ``<Coordinates>``
-elements it cut out of a file (*blocks*): :func:`start_reading` checks them chunk by chunk and
-starts converting their values on a worker thread; :meth:`Reading.table` collects the numbers.
+elements it cut out of a file (*blocks*, each followed by the ``</`` of its end tag):
+:func:`start_reading` checks them chunk by chunk and starts converting their values on a worker
+thread; :meth:`Reading.table` collects the numbers. Blocks laid out as ASAP writes them (one
+tag per line, tab-indented) are recognised by tiling (:func:`_layout_counts`), which also gives
+their line breaks; any other layout gets the general count check (:func:`_count_tags`).
 A block passes only if it consists of whitespace and tags byte-identical to
 ``<Coordinate Order="…" X="…" Y="…" />``, each ``…`` a non-empty run of ``0-9 . + -`` (or a
 decimal comma as in ``12,5``) that is exactly one finite number; then the values are exactly
@@ -47,10 +50,56 @@ def _value_text(joined: bytes) -> bytes | None:
     return text if _well_placed(text) else None
 
 
+def _comma_ok(chunk: bytes) -> bool:
+    """Whether every decimal comma of ``chunk`` is one the general parser reads (``12,5``)."""
+    if b"," not in chunk:
+        return True
+    return all(_DECIMAL_COMMA.fullmatch(token) for token in _COMMA_TOKEN.findall(chunk))
+
+
+def _layout_counts(tags_only: bytes, blocks: int) -> tuple[list[int], list[int]] | None:
+    """Per block, its tags and line breaks, if the blocks are laid out as ASAP writes them.
+
+    ``tags_only`` is a chunk of ``blocks`` blocks, each followed by ``</`` and joined by
+    :data:`SEPARATOR`, with its number characters deleted. ASAP's layout is a line break, one
+    ``\t\t\t\t<Coordinate Order="" X="" Y="" />`` line per tag, then ``\t\t\t`` (LF or CRLF
+    throughout). The chunk has that layout if the non-overlapping occurrences of the line, the
+    joints between two blocks (one at each separator) and the chunk's first and last
+    characters make up its whole length: none of these pieces can overlap another.
+    """
+    newline = b"\r\n" if tags_only.startswith(b"\r\n") else b"\n"
+    line = b'\t\t\t\t<Coordinate Order="" X="" Y="" />' + newline
+    head, tail = newline, b"\t\t\t</"
+    joint = tail + SEPARATOR + head
+    if not (tags_only.startswith(head) and tags_only.endswith(tail)):
+        return None
+    chars = np.frombuffer(tags_only, np.uint8)
+    separators = np.flatnonzero(chars == SEPARATOR[0])
+    if len(separators) != blocks - 1 or not _all_at(chars, separators - len(tail), joint):
+        return None
+    size = len(tags_only) - len(head) - len(tail) - (blocks - 1) * len(joint)
+    if tags_only.count(line) * len(line) != size:
+        return None
+    # Block i lies between separators i - 1 and i: head, its tag lines, tail.
+    lengths = np.diff(np.concatenate([[-1], separators, [len(chars)]])) - 1
+    tags = (lengths - len(head) - len(tail)) // len(line)
+    return tags.tolist(), (tags + 1).tolist()
+
+
+def _all_at(chars: np.ndarray, starts: np.ndarray, text: bytes) -> bool:
+    """Whether ``text`` is in ``chars`` at each of ``starts``."""
+    if not len(starts):
+        return True
+    if starts[0] < 0 or starts[-1] + len(text) > len(chars):
+        return False
+    found = chars[starts[:, None] + np.arange(len(text))]
+    return bool(np.all(found == np.frombuffer(text, np.uint8)))
+
+
 def _count_tags(chunk: bytes, blocks: int) -> list[int] | None:
-    """Per block of ``chunk`` (``blocks`` blocks joined by :data:`SEPARATOR`), its coordinate
-    tags, if the blocks are only tags and whitespace once values are deleted and every decimal
-    comma is one the general parser reads; else ``None``."""
+    """Per block of ``chunk`` (``blocks`` blocks joined by :data:`SEPARATOR`, without their
+    ``</``), its coordinate tags, if the blocks are only tags and whitespace once values are
+    deleted; else ``None``."""
     tags_only = chunk.translate(None, _NUMBER)
     tags = tags_only.count(_TAG)
     compact = tags_only.translate(None, _WHITESPACE)  # tags without their spaces, separators
@@ -60,12 +109,21 @@ def _count_tags(chunk: bytes, blocks: int) -> list[int] | None:
         return None  # a separator inside a block: the blocks cannot be told apart
     if len(tags_only) - tags * len(_TAG) != spaces - tags * _TAG.count(b" ") + blocks - 1:
         return None  # something besides whitespace between the tags
-    if b"," in chunk:  # decimal commas: only "12,5" as the general parser; other comma → None
-        tokens = _COMMA_TOKEN.findall(chunk)
-        if not all(_DECIMAL_COMMA.fullmatch(token) for token in tokens):
-            return None
     size = len(_TAG) - _TAG.count(b" ")
     return [len(piece) // size for piece in pieces]
+
+
+def _general_counts(chunk_blocks: Sequence[bytes]) -> tuple[list[int], list[int]] | None:
+    """Per block (each ending with ``</``), its tags and line breaks, in any layout."""
+    bare = [memoryview(block)[:-2] for block in chunk_blocks]
+    chunk = SEPARATOR.join(bare)
+    counts = _count_tags(chunk, len(bare))
+    if counts is None:
+        return None
+    starts = itertools.accumulate((len(block) + 1 for block in bare[:-1]), initial=0)
+    bounds = [(i, i + len(block)) for i, block in zip(starts, bare, strict=True)]
+    has_cr = b"\r" in chunk
+    return counts, [_line_breaks(chunk, *bound, has_cr) for bound in bounds]
 
 
 @dataclass
@@ -82,45 +140,48 @@ class Reading:
     tags: list[int]
     newlines: list[int]
 
-    def table(self) -> np.ndarray | None:
-        """(Order, X, Y) rows of all blocks, once converted; ``None`` unless every block is
-        canonical (exactly 3 numbers per tag: see :func:`_well_placed`)."""
-        parts = []
+    def table(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``Order`` (N,) and ``(X, Y)`` (N, 2) of all blocks' tags, once converted; ``None``
+        unless every block is canonical (exactly 3 numbers per tag: see :func:`_well_placed`)."""
         if not self.conversions:
             return None  # no coordinate at all
+        total = sum(tags for _, tags in self.conversions)
+        orders, coords = np.empty(total), np.empty((total, 2))
+        row = 0
         for conversion, tags in self.conversions:
             values = conversion.result()
             if values is None or values.size != 3 * tags or not np.isfinite(values).all():
                 return None
-            parts.append(values)
-        return np.concatenate(parts).reshape(-1, 3)
+            rows = values.reshape(-1, 3)
+            orders[row : row + tags] = rows[:, 0]
+            coords[row : row + tags] = rows[:, 1:]
+            row += tags
+        return orders, coords
 
 
-def start_reading(
-    data: bytes, spans: Sequence[tuple[int, int]], pool: ThreadPoolExecutor
-) -> Reading | None:
-    """Check the blocks ``data[start:end]`` of ``spans`` and start converting their numbers on
+def start_reading(blocks: Sequence[bytes], pool: ThreadPoolExecutor) -> Reading | None:
+    """Check ``blocks`` (each followed by ``</``) and start converting their numbers on
     ``pool``; ``None`` as soon as one block is not canonical.
 
     Blocks are handled in chunks of about :data:`CHUNK_BYTES`, joined by :data:`SEPARATOR`:
     small enough to stay in the processor's cache, and buffers of that size are reused.
     """
-    view = memoryview(data)
     conversions, tags, newlines = [], [], []
-    for chunk_spans in _chunked(spans):
-        chunk = SEPARATOR.join([view[a:b] for a, b in chunk_spans])
-        counts = _count_tags(chunk, len(chunk_spans))
-        count = sum(counts) if counts is not None else 0
+    for chunk_blocks in _chunked(blocks):
+        chunk = SEPARATOR.join(chunk_blocks)
+        counted = _layout_counts(chunk.translate(None, _NUMBER), len(chunk_blocks))
+        if counted is None:
+            counted = _general_counts(chunk_blocks)
+        if counted is None or not _comma_ok(chunk):
+            return None
+        count = sum(counted[0])
         text = _value_text(chunk) if count else None
-        if counts is None or (count and text is None) or (not count and _has_values(chunk)):
+        if (count and text is None) or (not count and _has_values(chunk)):
             return None
         if count:
             conversions.append((pool.submit(_read_values, text), count))
-        tags += counts
-        starts = itertools.accumulate((b - a + 1 for a, b in chunk_spans[:-1]), initial=0)
-        bounds = [(i, i + b - a) for i, (a, b) in zip(starts, chunk_spans, strict=True)]
-        has_cr = b"\r" in chunk
-        newlines += [_line_breaks(chunk, *bound, has_cr) for bound in bounds]
+        tags += counted[0]
+        newlines += counted[1]
     return Reading(conversions, tags, newlines)
 
 
@@ -129,16 +190,13 @@ def _has_values(chunk: bytes) -> bool:
     return bool(chunk.translate(None, _NOT_VALUE))
 
 
-def _chunked(spans: Sequence[tuple[int, int]]) -> Iterator[Sequence[tuple[int, int]]]:
-    """Consecutive runs of ``spans`` of about :data:`CHUNK_BYTES` (at least one span each)."""
-    first, size = 0, 0
-    for i, (start, end) in enumerate(spans):
-        size += end - start
-        if size >= CHUNK_BYTES:
-            yield spans[first : i + 1]
-            first, size = i + 1, 0
-    if first < len(spans):
-        yield spans[first:]
+def _chunked(blocks: Sequence[bytes]) -> Iterator[Sequence[bytes]]:
+    """Consecutive runs of ``blocks`` of about :data:`CHUNK_BYTES` (at least one block each)."""
+    ends = np.cumsum(np.fromiter(map(len, blocks), np.int64, len(blocks)))
+    full = np.searchsorted(ends, np.arange(CHUNK_BYTES, ends[-1], CHUNK_BYTES)) + 1
+    bounds = np.unique(np.concatenate([[0], full, [len(blocks)]])).tolist()
+    for first, last in itertools.pairwise(bounds):
+        yield blocks[first:last]
 
 
 def _line_breaks(chunk: bytes, start: int, end: int, has_cr: bool) -> int:

@@ -42,11 +42,41 @@ class RawGroup:
 
 
 @dataclass
+class RawRows:
+    """The annotations of a file laid out as ASAP writes it, in columns (the fast reader's).
+
+    Attributes:
+        attrs: Per annotation, its ``Name``, ``Type``, ``PartOfGroup`` and ``Color``.
+        lines: Per annotation, the line of its start tag.
+        coordinates: Per annotation, (N, 2) float64 level-0 ``(x, y)`` sorted by ``Order``.
+    """
+
+    attrs: list[tuple[str, str, str, str]]
+    lines: np.ndarray
+    coordinates: list[np.ndarray]
+
+    def annotations(self) -> list[RawAnnotation]:
+        """The same annotations as the general parser gives them."""
+        keys = ("Name", "Type", "PartOfGroup", "Color")
+        return [
+            RawAnnotation(dict(zip(keys, attrs, strict=True)), coordinates, line)
+            for attrs, coordinates, line in zip(
+                self.attrs, self.coordinates, self.lines.tolist(), strict=True
+            )
+        ]
+
+
+@dataclass
 class RawAsap:
-    """A whole ASAP file: annotations and groups in file order."""
+    """A whole ASAP file: annotations and groups in file order.
+
+    The fast reader gives the annotations of files laid out as ASAP writes them as ``rows``
+    (``annotations`` is then empty).
+    """
 
     annotations: list[RawAnnotation] = field(default_factory=list)
     groups: list[RawGroup] = field(default_factory=list)
+    rows: RawRows | None = None
 
 
 def parse_coordinate_value(text: str, what: str, path: str, line: int | None) -> float:

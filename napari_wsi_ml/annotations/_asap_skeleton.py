@@ -5,12 +5,18 @@ out of the file and leaves a marker in its place: an empty comment, which expat 
 element content (neither in a tag nor in an attribute value) and reports to no handler. What
 remains goes through the same builder as the general parser, so an annotation costs two Python
 calls (its start and end tags) instead of one per coordinate.
+
+In ASAP's own layout (:func:`parse_layout`) the annotations' start tags are read as rows by one
+regular expression instead, and only the rest of the skeleton goes through the builder.
 """
 
 from __future__ import annotations
 
+import itertools
+import re
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from xml.parsers import expat
 
 import numpy as np
@@ -133,3 +139,89 @@ def parse_skeleton(
         return None
     owners = builder.owners()
     return None if owners is None else (builder, owners)
+
+
+_VALUE = r'"([^"&<\x00-\x1f\ufffe\uffff]*)"'  # a value that expat reads as written
+_ROW = (  # one annotation, {0} its line break
+    '\t\t<Annotation Name="" Type="" PartOfGroup="" Color="">{0}'
+    "\t\t\t<!---->{0}\t\t</Annotation>{0}"
+)
+_ROWS = {
+    newline: re.compile(re.escape(_ROW.format(newline)).replace('""', _VALUE))
+    for newline in ("\n", "\r\n")
+}
+
+
+def parse_layout(skeleton: bytes, markers: int, path: str) -> LayoutSkeleton | None:
+    """The skeleton of a file laid out as ASAP writes it, read without a call per annotation.
+
+    Every annotation must be ``\t\t<Annotation Name Type PartOfGroup Color>`` (these
+    attributes, in this order, without entity references, tabs or line breaks in the values),
+    then its marker and its end tag on their own lines, all annotations one after another right
+    after ``<Annotations>``. The annotations are then read with one regular expression; the
+    rest of the skeleton (root, groups) goes through the guarded builder. ``None`` if the
+    skeleton is laid out otherwise (:func:`parse_skeleton` then reads it).
+
+    Args:
+        skeleton: The file with each ``<Coordinates>`` element replaced by :data:`MARKER`.
+        markers: How many markers it holds.
+        path: The file, for messages.
+    """
+    crlf = skeleton.find(b"\r") >= 0
+    newline = "\r\n" if crlf else "\n"
+    end_tag = f"</Annotation>{newline}".encode()
+    start = skeleton.find(b"\t\t<Annotation ")
+    end = skeleton.rfind(end_tag) + len(end_tag)
+    if start < 0 or not skeleton.endswith(f"<Annotations>{newline}".encode(), 0, start):
+        return None
+    try:
+        region = skeleton[start:end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    rows = _ROWS[newline].findall(region)
+    values = sum(map(len, itertools.chain.from_iterable(rows)))
+    if len(rows) != markers or len(rows) * len(_ROW.format(newline)) + values != len(region):
+        return None  # the rows do not tile the region: another layout
+    rest = skeleton[:start] + skeleton[end:]
+    builder = Builder(make_guarded_parser(), path)
+    try:
+        run_builder(builder, rest)
+    except (expat.ExpatError, DefusedXmlException, AnnotationFileError):
+        return None  # the general parser reports it
+    if builder.raw.annotations or rest.find(b"<!") >= 0 or rest.find(b"<?", 1) >= 0:
+        return None
+    head_lines = _line_breaks(skeleton[:start])
+    return LayoutSkeleton(rows, builder.raw.groups, head_lines, 3 * len(rows))
+
+
+@dataclass
+class LayoutSkeleton:
+    """What :func:`parse_layout` read.
+
+    Attributes:
+        rows: Per annotation, its Name, Type, PartOfGroup and Color.
+        groups: The groups, lines as in the skeleton without the annotations.
+        head_lines: Line breaks before the first annotation.
+        row_lines: Line breaks in the annotations (without those of the cut-out elements).
+    """
+
+    rows: list[tuple[str, str, str, str]]
+    groups: list[RawGroup]
+    head_lines: int
+    row_lines: int
+
+    def finish(self, newlines: Sequence[int]) -> tuple[list[RawGroup], np.ndarray]:
+        """The groups with the file's lines, and the line of each annotation's start tag;
+        ``newlines`` are the line breaks in each cut-out element."""
+        steps = np.asarray(newlines, dtype=np.int64) + 3  # each row holds three line breaks
+        lines = self.head_lines + 1 + np.concatenate([[0], np.cumsum(steps[:-1])])
+        shift = self.row_lines + int(np.sum(newlines))
+        for group in self.groups:
+            if group.line is not None and group.line > self.head_lines:
+                group.line += shift
+        return self.groups, lines
+
+
+def _line_breaks(text: bytes) -> int:
+    """Line breaks in ``text``, counted as expat does (LF, CRLF or a lone CR)."""
+    return text.count(b"\n") + text.count(b"\r") - text.count(b"\r\n")

@@ -13,7 +13,7 @@ import pytest
 from napari_wsi_ml.annotations import Annotation, AnnotationType, _asap_numbers, read_asap
 from napari_wsi_ml.annotations._asap_expat import parse_generic
 from napari_wsi_ml.annotations._asap_fast import parse_canonical
-from napari_wsi_ml.annotations._asap_raw import RawAsap
+from napari_wsi_ml.annotations._asap_raw import RawAnnotation, RawAsap
 from napari_wsi_ml.errors import AnnotationFileError
 from tests.conftest import ANNOTATIONS_DIR
 
@@ -44,11 +44,19 @@ SQUARE = (
 )
 
 
+def _annotations(raw: RawAsap) -> list[RawAnnotation]:
+    """The annotations of ``raw``, whether the fast reader gave them as rows or not."""
+    if raw.rows is None:
+        return raw.annotations
+    assert not raw.annotations
+    return raw.rows.annotations()
+
+
 def _assert_same(fast: RawAsap, general: RawAsap) -> None:
-    assert [(a.attrs, a.line) for a in fast.annotations] == [
+    assert [(a.attrs, a.line) for a in _annotations(fast)] == [
         (a.attrs, a.line) for a in general.annotations
     ]
-    for a, b in zip(fast.annotations, general.annotations, strict=True):
+    for a, b in zip(_annotations(fast), general.annotations, strict=True):
         assert a.coordinates.dtype == np.float64 and a.coordinates.shape == b.coordinates.shape
         assert np.array_equal(a.coordinates, b.coordinates)
     assert [(g.attrs, g.attributes, g.line) for g in fast.groups] == [
@@ -102,13 +110,13 @@ def test_fast_path_reads_what_the_general_parser_reads(data: bytes) -> None:
 def test_fast_path_values() -> None:
     fast = parse_canonical(ACCEPTED["out-of-sequence"], "f.xml")
     assert fast is not None
-    assert fast.annotations[0].coordinates.tolist() == [[0, 0], [10, 5], [9, 9], [20, 0]]
+    assert _annotations(fast)[0].coordinates.tolist() == [[0, 0], [10, 5], [9, 9], [20, 0]]
     fast = parse_canonical(ACCEPTED["decimal-comma"], "f.xml")
     assert fast is not None
-    assert fast.annotations[0].coordinates.tolist() == [[123.45, -6.5], [1.0, 2.0]]
+    assert _annotations(fast)[0].coordinates.tolist() == [[123.45, -6.5], [1.0, 2.0]]
     fast = parse_canonical(ACCEPTED["entity-in-name"], "f.xml")
     assert fast is not None
-    assert fast.annotations[0].attrs["Name"] == "a & b é 0"
+    assert _annotations(fast)[0].attrs["Name"] == "a & b é 0"
 
 
 def test_fast_path_values_are_exactly_what_float_reads() -> None:
@@ -124,8 +132,8 @@ def test_fast_path_values_are_exactly_what_float_reads() -> None:
     fast = parse_canonical(data, "f.xml")
     assert fast is not None
     expected = [[float(x), float(y)] for x, y in pairs]
-    assert fast.annotations[0].coordinates.tolist() == expected
-    assert np.signbit(fast.annotations[0].coordinates).sum() == sum(np.signbit(expected).ravel())
+    assert _annotations(fast)[0].coordinates.tolist() == expected
+    assert np.signbit(_annotations(fast)[0].coordinates).sum() == sum(np.signbit(expected).ravel())
 
 
 DEFERRED = {
@@ -237,3 +245,98 @@ def test_trusted_annotation_equals_a_checked_one() -> None:
         assert type(value) is type(expected)
         assert np.array_equal(value, expected) if field.name == "coordinates" else value == expected
     assert repr(trusted) == repr(checked)
+
+
+GROUPS = (
+    '\t<AnnotationGroups>\n\t\t<Group Name="g" PartOfGroup="None" Color="#1" />\n'
+    "\t</AnnotationGroups>\n"
+)
+ROWS_LAYOUT = {  # ASAP's own layout: the annotations are read as rows, without callbacks
+    "canonical": ACCEPTED["canonical"],
+    "crlf": ACCEPTED["crlf"],
+    "empty-block": ACCEPTED["empty-block"],
+    "out-of-sequence": ACCEPTED["out-of-sequence"],
+    "decimal-comma": ACCEPTED["decimal-comma"],
+    "unicode-and-markup-in-name": _doc(SQUARE, name="é 'x' > y Ω"),
+    "groups-before-annotations": _doc(SQUARE, SQUARE).replace(
+        b"<ASAP_Annotations>\n", b"<ASAP_Annotations>\n" + GROUPS.encode()
+    ),
+}
+BUILDER_LAYOUT = {  # valid, canonical coordinates, another layout of the annotations
+    "attributes-reordered": _doc(SQUARE, SQUARE).replace(
+        b'Name="A1" Type="Polygon"', b'Type="Polygon" Name="A1"'
+    ),
+    "extra-attribute": _doc(SQUARE).replace(b'Color="#F4FA58"', b'Color="#F4FA58" Id="7"'),
+    "entity-in-name": ACCEPTED["entity-in-name"],
+    "tab-in-name": _doc(SQUARE, name="a\tb"),
+    "single-line-annotation": _doc(SQUARE, SQUARE).replace(b'#F4FA58">\n\t\t\t<C', b'#F4FA58"><C'),
+    "missing-color": _doc(SQUARE).replace(b' Color="#F4FA58"', b""),
+}
+
+
+@pytest.mark.parametrize("data", ROWS_LAYOUT.values(), ids=ROWS_LAYOUT.keys())
+@pytest.mark.usefixtures("chunking")
+def test_asap_layout_is_read_as_rows(data: bytes) -> None:
+    fast = parse_canonical(data, "f.xml")
+    assert fast is not None and fast.rows is not None
+    _assert_same(fast, parse_generic(data, "f.xml"))
+
+
+@pytest.mark.parametrize("data", BUILDER_LAYOUT.values(), ids=BUILDER_LAYOUT.keys())
+def test_other_annotation_layouts_use_the_skeleton_builder(data: bytes) -> None:
+    fast = parse_canonical(data, "f.xml")
+    assert fast is not None and fast.rows is None
+    _assert_same(fast, parse_generic(data, "f.xml"))
+
+
+def test_groups_before_the_annotations_keep_their_lines() -> None:
+    data = ROWS_LAYOUT["groups-before-annotations"]
+    fast = parse_canonical(data, "f.xml")
+    assert fast is not None and fast.rows is not None
+    assert [g.line for g in fast.groups] == [4, 25]
+    assert fast.rows.lines.tolist() == [7, 15]
+
+
+def test_comment_with_coordinates_goes_to_the_general_parser(tmp_path: Path) -> None:
+    data = ACCEPTED["canonical"].replace(
+        b"\t</Annotations>", b'\t<!-- <Coordinate Order="9" X="1" Y="2" /> -->\n\t</Annotations>'
+    )
+    assert parse_canonical(data, "f.xml") is None
+    path = tmp_path / "f.xml"
+    path.write_bytes(data)
+    assert [len(a.coordinates) for a in read_asap(path)] == [4, 4]
+
+
+@pytest.mark.usefixtures("chunking")
+def test_random_damage_to_the_annotation_rows() -> None:
+    """Differential check on the row reader: damage in the annotations' start tags."""
+    text = _doc(SQUARE, SQUARE, SQUARE, name="Ann ")
+    snippets = [b"<", b">", b'"', b"=", b" ", b"\t", b"\n", b"\r", b"&amp;", b"&", b"\x01"]
+    snippets += ["é".encode(), b"\xff", b"<!---->", b'Id="1" ', b"</Annotation>"]
+    rng = random.Random(1)
+    rows = 0
+    starts = [m.start() for m in re.finditer(rb"<Annotation ", text)]
+    for _ in range(300):
+        data = bytearray(text)
+        at = rng.choice(starts) + rng.randrange(90)
+        if rng.random() < 0.3:
+            del data[at]
+        else:
+            data[at:at] = rng.choice(snippets)
+        fast = parse_canonical(bytes(data), "f.xml")
+        if fast is not None:
+            rows += fast.rows is not None
+            _assert_same(fast, parse_generic(bytes(data), "f.xml"))
+    assert rows > 20
+
+
+def test_row_reader_reports_the_first_unknown_type_in_the_file(tmp_path: Path) -> None:
+    data = _doc(SQUARE, SQUARE, SQUARE)
+    data = data.replace(b'"A2" Type="Polygon"', b'"A2" Type="Blob"')
+    data = data.replace(b'"A1" Type="Polygon"', b'"A1" Type="Ellipse"')
+    path = tmp_path / "f.xml"
+    path.write_bytes(data)
+    raw = parse_canonical(data, str(path))
+    assert raw is not None and raw.rows is not None
+    with pytest.raises(AnnotationFileError, match=r"f\.xml, line 12: annotation 'A1' has the"):
+        read_asap(path)

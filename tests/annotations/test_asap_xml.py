@@ -63,9 +63,12 @@ def test_fast_and_general_parsers_agree(path: Path) -> None:
     data = path.read_bytes()
     fast = parse_canonical(data, str(path))
     general = parse_generic(data, str(path))
-    assert fast is not None
-    assert [a.attrs for a in fast.annotations] == [a.attrs for a in general.annotations]
-    for a, b in zip(fast.annotations, general.annotations, strict=True):
+    assert fast is not None and fast.rows is not None  # ASAP's own layout: the row reader
+    annotations = fast.rows.annotations()
+    assert [(a.attrs, a.line) for a in annotations] == [
+        (a.attrs, a.line) for a in general.annotations
+    ]
+    for a, b in zip(annotations, general.annotations, strict=True):
         assert np.array_equal(a.coordinates, b.coordinates)
     assert [(g.attrs, g.attributes) for g in fast.groups] == [
         (g.attrs, g.attributes) for g in general.groups

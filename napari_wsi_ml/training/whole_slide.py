@@ -149,6 +149,8 @@ class _Run:
         content["whole_slide"] = {
             "cache_dir": str(cache.folder),
             "canvas": self.opts.canvas,
+            "mask_background": self.opts.mask_background,
+            "mask_ink": self.opts.mask_ink,
             "images": [
                 {
                     "slide": s.item.slide,

@@ -16,10 +16,14 @@ output coordinate ``t`` is level-0 ``t·s``. On a canvas the image sits at the t
 pen marks and dust), every pixel whose centre lies outside the convex hulls of the tissue
 pieces is painted white, so that the model does not see marker ink or debris on the glass.
 
-**Cache.** One ``.npy`` (uint8 ``(h, w, 3)``) per slide, output size and tissue mask, named by
-the slide's content fingerprint, the size and a hash of the tissue polygons
-(``<fingerprint[:32]>-<w>x<h>[-t<hash>]-v1.npy``): another file, resolution or mask reads
-another file. Written to a temporary name, then renamed; read with
+**Ink mask.** Marker ink drawn across the tissue lies inside those hulls. With ``ink``, every
+pixel of blue, green or black ink (:func:`ink_mask`) and its eight neighbours are painted white
+as well, on the tissue and off it.
+
+**Cache.** One ``.npy`` (uint8 ``(h, w, 3)``) per slide, output size, tissue mask and ink mask,
+named by the slide's content fingerprint, the size, a hash of the tissue polygons and ``i``
+for the ink mask (``<fingerprint[:32]>-<w>x<h>[-t<hash>][-i]-v1.npy``): another file,
+resolution or mask reads another file. Written to a temporary name, then renamed; read with
 ``allow_pickle=False``; a file of the wrong shape or an unreadable one is made again.
 """
 
@@ -50,6 +54,13 @@ CACHE_VERSION = 1
 MAX_READ_PIXELS = 1 << 26
 """Levels with more pixels than this (64 Mpx, 192 MiB RGB) are read in bands of rows."""
 
+INK_GREEN_RATIO = 1.1
+INK_GREEN_MARGIN = 3.0
+"""Blue and green ink: green ≥ ``INK_GREEN_RATIO`` · red + ``INK_GREEN_MARGIN``."""
+INK_BLACK_MAX = 50
+INK_BLACK_RANGE = 25
+"""Black ink: every channel below ``INK_BLACK_MAX`` and channels within ``INK_BLACK_RANGE``."""
+
 
 @dataclass(frozen=True)
 class SlideImageSpec:
@@ -60,12 +71,14 @@ class SlideImageSpec:
         level0_size: Level-0 ``(width, height)``.
         size: Output ``(width, height)`` in pixels.
         tissue_key: :func:`tissue_key` of the tissue mask applied, ``""`` for none.
+        ink: Whether marker ink is painted white (:func:`ink_mask`).
     """
 
     fingerprint: str
     level0_size: tuple[int, int]
     size: tuple[int, int]
     tissue_key: str = ""
+    ink: bool = False
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -74,9 +87,9 @@ class SlideImageSpec:
 
     @property
     def cache_name(self) -> str:
-        """The cache file name: fingerprint, output size, cache version."""
+        """The cache file name: fingerprint, output size, masks, cache version."""
         width, height = self.size
-        mask = f"-t{self.tissue_key}" if self.tissue_key else ""
+        mask = (f"-t{self.tissue_key}" if self.tissue_key else "") + ("-i" if self.ink else "")
         return f"{self.fingerprint[:32]}-{width}x{height}{mask}-v{CACHE_VERSION}.npy"
 
 
@@ -108,6 +121,25 @@ def tissue_mask(tissue: BaseGeometry, spec: SlideImageSpec) -> np.ndarray:
         if hull.geom_type == "Polygon":
             cv2.fillPoly(mask, [ring(hull.exterior.coords)], 1, lineType=cv2.LINE_8, shift=shift)
     return mask.astype(bool)
+
+
+def ink_mask(rgb: np.ndarray) -> np.ndarray:
+    """Boolean ``(h, w)``: pixels of blue, green or black marker ink and their 8 neighbours.
+
+    H&E absorbs at least as much green as red light (eosin pink, haematoxylin purple), so its
+    green channel is never well above its red one; blue and green inks absorb red most, alone
+    or over tissue. Black ink is darker and greyer than any stained tissue. Unlike the hue rule
+    of tissue detection (:func:`napari_wsi_ml.slide.tissue.pen_mask`), no dense haematoxylin
+    (dark blue-purple tumour) qualifies. Red ink is not detected (it looks like eosin). The
+    neighbours catch the anti-aliased rim of a stroke.
+    """
+    pixels = np.asarray(rgb)[..., :3].astype(np.float32)
+    red, green = pixels[..., 0], pixels[..., 1]
+    brightest, darkest = pixels.max(axis=-1), pixels.min(axis=-1)
+    coloured = green >= INK_GREEN_RATIO * red + INK_GREEN_MARGIN
+    black = (brightest < INK_BLACK_MAX) & (brightest - darkest < INK_BLACK_RANGE)
+    found = (coloured | black).astype(np.uint8)
+    return cv2.dilate(found, np.ones((3, 3), np.uint8)).astype(bool)
 
 
 def output_size(
@@ -233,7 +265,7 @@ class SlideImageCache:
         """The cached image of ``spec``, made from ``slide_path`` first when needed.
 
         ``tissue`` (level-0 polygons) is required when ``spec.tissue_key`` is set: pixels
-        outside it are painted white.
+        outside it are painted white; with ``spec.ink``, marker ink is painted white too.
         """
         image = self.load(spec)
         if image is not None:
@@ -249,6 +281,8 @@ class SlideImageCache:
             if tissue is None or tissue_key(tissue) != spec.tissue_key:
                 raise ValueError("the tissue geometry does not match spec.tissue_key")
             image[~tissue_mask(tissue, spec)] = 255
+        if spec.ink:
+            image[ink_mask(image)] = 255
         self.store(spec, image)
         return image
 

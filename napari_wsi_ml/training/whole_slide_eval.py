@@ -50,6 +50,10 @@ def read_whole_slide_run(run_dir: Path) -> tuple[JobConfig, tuple[str, ...]]:
     classes = tuple(data.get("class_names") or config.data.classes)
     if len(classes) < 2:
         raise RunError(f"'{run_dir}': data.json names no classes; the run did not start training")
+    trained = data.get("whole_slide") or {}
+    if trained and "mask_ink" not in trained and config.task.mask_ink:
+        # runs from before the ink mask existed were trained without it: score them the same
+        config = replace(config, task=replace(config.task, mask_ink=False))
     return config, classes
 
 

@@ -57,7 +57,8 @@ def slide_specs(items: Sequence[CohortItem], opts: WholeSlideOptions) -> list[Sl
             problems.append(f"slide {item.slide!r} ('{item.path}'): {error}")
             continue
         key = tissue_key(item.tissue) if opts.mask_background else ""
-        specs.append(SlideImageSpec(item.fingerprint, tuple(item.size), size, key))
+        spec = SlideImageSpec(item.fingerprint, tuple(item.size), size, key, opts.mask_ink)
+        specs.append(spec)
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)
         raise ConfigError(f"{len(problems)} slide(s) cannot be downscaled:\n{listing}")

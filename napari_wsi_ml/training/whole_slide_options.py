@@ -35,6 +35,8 @@ class WholeSlideOptions:
         cpu_bf16: bfloat16 autocast on the CPU as well.
         mask_background: Paint everything outside the cohort's tissue polygons white (glass,
             pen marks, dust).
+        mask_ink: Paint blue, green and black marker ink white on the tissue too (a colour
+            rule that leaves H&E alone).
         cache_dir: Folder of the downscaled-slide cache; None: ``.cache/whole_slide`` beside
             the run folders.
         augment: Random dihedral flips / 90° rotations and a random place on the canvas.
@@ -71,6 +73,9 @@ class WholeSlideOptions:
     cpu_bf16: bool = False
     mask_background: bool = field(
         default=True, metadata=spec(help="paint glass, pen marks and dust white")
+    )
+    mask_ink: bool = field(
+        default=True, metadata=spec(help="paint blue, green and black marker ink white")
     )
     cache_dir: Path | None = field(default=None, metadata=spec(hint="a folder, e.g. cache"))
     epochs: int = field(default=30, metadata=spec(ge=1, le=10_000))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import shapely
@@ -17,6 +19,7 @@ from napari_wsi_ml.training.whole_slide_data import (
     canvas_batch,
     canvas_size,
     downscale_slide,
+    ink_mask,
     output_size,
     tissue_key,
     tissue_mask,
@@ -141,6 +144,54 @@ def test_tissue_mask_paints_glass_pen_and_dust_white(small_truth, tmp_path):
     assert covered["pen"] > 50 and covered["dust"] > 0
     with pytest.raises(ValueError, match="does not match"):
         SlideImageCache(tmp_path / "other").get(masked, small_truth.path, None)
+
+
+@pytest.mark.parametrize("pen", ["blue", "green", "black"])
+def test_ink_mask_finds_ink_across_tissue_and_leaves_h_and_e_alone(pen):
+    """A stroke drawn across the tissue of each site's stain, rendered at 4 µm/px."""
+    from napari_wsi_ml.synthetic.render import render_region
+    from napari_wsi_ml.synthetic.scene import PEN_COLOURS, Artefact, make_scene
+    from napari_wsi_ml.synthetic.shapes import pen_stroke
+
+    d, (width, height) = 16.0, (150, 100)
+    yy, xx = np.mgrid[:height, :width]
+    x, y = (xx + 0.5) * d, (yy + 0.5) * d
+    for site in range(4):
+        scene = make_scene(2400, 1600, seed=site + 7, mpp=0.25, site=site, n_pieces=1)
+        centre = scene.tissue[0].centroid
+        stroke = pen_stroke(np.random.default_rng(site), (centre.x - 900, centre.y), 1800, 400, 0)
+        scene = dataclasses.replace(scene, artefacts=(Artefact(stroke, "pen", PEN_COLOURS[pen]),))
+        found = ink_mask(render_region(scene, 0, 0, width, height, d))
+        ink = shapely.contains_xy(stroke, x, y)
+        lesion = shapely.contains_xy(scene.lesions[0].polygon, x, y)
+        on_tissue = shapely.contains_xy(scene.tissue[0], x, y)
+        away = ~shapely.contains_xy(stroke.buffer(2 * d), x, y)  # beyond the stroke's rim
+        assert (ink & on_tissue & ~lesion).sum() > 500 and (lesion & away).sum() > 50
+        assert found[ink & ~lesion].mean() > 0.99  # on glass and on normal tissue
+        assert not found[on_tissue & away].any()  # no tumour or normal tissue whitened
+        if pen != "blue":  # dark blue ink over dense tumour stays (it looks like haematoxylin)
+            assert found[ink].all()
+
+
+def test_ink_masked_images_have_their_own_cache_file(small_truth, tmp_path):
+    with open_slide(small_truth.path) as slide:
+        size = output_size(slide.level_dimensions[0], mpp=slide.mpp, target_mpp=4.0)
+        plain = SlideImageSpec(slide.fingerprint, slide.level_dimensions[0], size)
+    inked = dataclasses.replace(plain, ink=True)
+    assert inked.cache_name.endswith("-i-v1.npy") and inked.cache_name != plain.cache_name
+    cache = SlideImageCache(tmp_path)
+    image, clean = cache.get(plain, small_truth.path), cache.get(inked, small_truth.path)
+    assert len(list(tmp_path.iterdir())) == 2
+    sx, sy = plain.scale
+    yy, xx = np.mgrid[: size[1], : size[0]]
+    (pen,) = [a.polygon for a in small_truth.artefacts if a.kind == "pen"]
+    on_pen = shapely.contains_xy(pen, (xx + 0.5) * sx, (yy + 0.5) * sy)
+    assert on_pen.sum() > 50 and (image[on_pen] < 200).any() and (clean[on_pen] == 255).all()
+    changed = (clean != image).any(axis=2)
+    np.testing.assert_array_equal(changed, ink_mask(image) & (image < 255).any(axis=2))
+    centres = ((xx + 0.5) * sx, (yy + 0.5) * sy)
+    near = shapely.contains_xy(pen.buffer(4 * sx), *centres)  # the stroke and its JPEG fringe
+    assert not changed[~near].any()  # tissue, tumour, dust and glass elsewhere untouched
 
 
 def test_canvas_pads_white_and_places_images():

@@ -15,7 +15,7 @@ from slide_cohorts import small_slide_cohort
 from napari_wsi_ml.errors import RunError
 from napari_wsi_ml.inference import Heatmap
 from napari_wsi_ml.jobs.runner import run_job
-from napari_wsi_ml.training.whole_slide_eval import evaluate_whole_slide_run
+from napari_wsi_ml.training.whole_slide_eval import evaluate_whole_slide_run, read_whole_slide_run
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +93,15 @@ def test_unusable_runs_are_refused(trained_run, other_cohort, tmp_path):
     (copy / "checkpoints" / "best.pt").unlink()
     with pytest.raises(RunError, match=r"no usable checkpoints/best\.pt"):
         evaluate_whole_slide_run(copy, other_cohort)
+
+
+def test_runs_from_before_the_ink_mask_are_scored_without_it(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    config, _ = read_whole_slide_run(run_dir)
+    assert config.task.mask_ink  # recorded in data.json: scored as trained, with the mask
+    copy = shutil.copytree(run_dir, tmp_path / "old")
+    data = json.loads((copy / "data.json").read_text())
+    del data["whole_slide"]["mask_ink"]  # what a run made before the option wrote
+    (copy / "data.json").write_text(json.dumps(data))
+    config, _ = read_whole_slide_run(copy)
+    assert not config.task.mask_ink

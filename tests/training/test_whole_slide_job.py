@@ -81,6 +81,8 @@ def test_end_to_end_run_writes_report_checkpoints_and_georeferenced_cams(cohort,
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
         e["cache_file"] for e in images.values()
     )
+    assert data["whole_slide"]["mask_ink"] is True  # the default: ink masked, its own cache files
+    assert all(e["cache_file"].endswith("-i-v1.npy") for e in images.values())
     tested = [s for s in data["slides"] if s["part"] == "test"]
     assert {s["slide"] for s in report["slides"]} == {s["slide"] for s in tested} != set()
     for entry in tested:

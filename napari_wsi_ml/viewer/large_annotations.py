@@ -32,8 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_wsi_ml.annotations.model import Annotation, AnnotationSet
-from napari_wsi_ml.annotations.rasterize import BoxIndex, draw
-from napari_wsi_ml.annotations.spatial_index import raster_size
+from napari_wsi_ml.annotations.rasterize import BoxIndex, draw, raster_size
 from napari_wsi_ml.coords import image_translate, layer_scale
 from napari_wsi_ml.viewer import annotation_classes as classes
 from napari_wsi_ml.viewer.annotation_layers import (

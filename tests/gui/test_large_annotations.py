@@ -13,7 +13,7 @@ import pytest
 
 from napari_wsi_ml.annotations import read_asap, write_asap
 from napari_wsi_ml.annotations.model import Annotation, AnnotationSet, Group
-from napari_wsi_ml.annotations.spatial_index import AnnotationIndex, raster_size, rasterize
+from napari_wsi_ml.annotations.rasterize import BoxIndex, draw, raster_size
 from napari_wsi_ml.viewer.large_annotations import (
     DEFAULT_OVERVIEW_MAX_SIDE,
     INDEX_COLUMN,
@@ -116,10 +116,8 @@ def test_overview_pixels_land_on_their_polygons(large_view) -> None:
     assert 20.0 <= ds <= 80.0
     width, height = raster_size(EXTENT, ds)
     assert overview.data.shape == (height, width, 4)
-    # The same pixels as the reference rasteriser draws for these annotations.
-    reference = rasterize(
-        AnnotationIndex(grid_set()), origin_xy=(0, 0), downsample=ds, size_wh=(width, height)
-    )
+    # The same pixels as the rasteriser draws for these annotations over the whole slide.
+    reference = draw(BoxIndex(grid_set()), origin_xy=(0, 0), downsample=ds, size_wh=(width, height))
     np.testing.assert_array_equal(overview.data, reference)
     # Square (i, j) = (10, 7) covers level-0 x in [2940, 3060), y in [2070, 2190). Its centre,
     # taken to world µm and back through each layer, is the same point in both layers.

@@ -1,4 +1,4 @@
-"""The spatial index and rasteriser: queries against brute force, pixels where polygons are."""
+"""The box index and rasteriser: queries against brute force, pixels where polygons are."""
 
 from __future__ import annotations
 
@@ -7,12 +7,7 @@ import pytest
 import shapely
 
 from napari_wsi_ml.annotations.model import Annotation, AnnotationSet
-from napari_wsi_ml.annotations.spatial_index import (
-    AnnotationIndex,
-    pack_annotations,
-    raster_size,
-    rasterize,
-)
+from napari_wsi_ml.annotations.rasterize import BoxIndex, draw, pack, raster_size
 
 
 def square(x0: float, y0: float, side: float) -> np.ndarray:
@@ -31,7 +26,7 @@ def random_set(n: int, seed: int = 1) -> AnnotationSet:
 
 def test_pack_keeps_every_vertex_and_bounds() -> None:
     annotation_set = random_set(200)
-    packed = pack_annotations(annotation_set)
+    packed = pack(annotation_set)
     for i, annotation in enumerate(annotation_set):
         own = packed.vertices[packed.offsets[i] : packed.offsets[i + 1]]
         np.testing.assert_array_equal(own, annotation.coordinates)
@@ -42,7 +37,7 @@ def test_pack_keeps_every_vertex_and_bounds() -> None:
 @pytest.mark.parametrize("box", [(0, 0, 500, 500), (2500, 4000, 3100, 9000), (-50, -50, -1, -1)])
 def test_query_matches_brute_force(box: tuple[float, float, float, float]) -> None:
     annotation_set = random_set(2000)
-    index = AnnotationIndex(annotation_set)
+    index = BoxIndex(annotation_set)
     expected = [
         i
         for i, a in enumerate(annotation_set)
@@ -61,7 +56,7 @@ def test_empty_annotations_are_never_returned() -> None:
             Annotation("a", "Polygon", square(10, 10, 5)),
         ]
     )
-    assert AnnotationIndex(annotation_set).query((0, 0, 100, 100)).tolist() == [1]
+    assert BoxIndex(annotation_set).query((0, 0, 100, 100)).tolist() == [1]
 
 
 def test_raster_pixels_cover_the_polygon() -> None:
@@ -71,14 +66,14 @@ def test_raster_pixels_cover_the_polygon() -> None:
     annotation_set = AnnotationSet(
         annotations=[Annotation("r", "Polygon", square(102, 62, 16), color="#00FF00")]
     )
-    index = AnnotationIndex(annotation_set)
+    index = BoxIndex(annotation_set)
     where = {"origin_xy": (50, 20), "downsample": 10, "size_wh": (20, 12)}
-    fill = rasterize(index, **where, outline=False)
+    fill = draw(index, **where, outline=False)
     expected = np.zeros((12, 20), dtype=bool)
     expected[4:6, 5:7] = True
     np.testing.assert_array_equal(fill[..., 3] > 0, expected)
     assert tuple(fill[4, 5]) == (0, 255, 0, 120)
-    outlined = rasterize(index, **where)
+    outlined = draw(index, **where)
     assert np.array_equal(outlined[..., 3] > 0, expected)
     assert tuple(outlined[4, 5]) == (0, 255, 0, 255)
 
@@ -90,8 +85,8 @@ def test_raster_of_a_disc_is_centred_where_the_disc_is() -> None:
     centre, radius, ds, origin = np.array([3217.3, 1841.9]), 400.0, 7.3, (1000.0, 500.0)
     ring = centre + radius * np.c_[np.cos(angles), np.sin(angles)]
     polygon = shapely.Polygon(ring)
-    index = AnnotationIndex(AnnotationSet(annotations=[Annotation("c", "Polygon", ring)]))
-    fill = rasterize(index, origin_xy=origin, downsample=ds, size_wh=(500, 400), outline=False)
+    index = BoxIndex(AnnotationSet(annotations=[Annotation("c", "Polygon", ring)]))
+    fill = draw(index, origin_xy=origin, downsample=ds, size_wh=(500, 400), outline=False)
     rows, cols = np.mgrid[0:400, 0:500]
     xs, ys = (cols + 0.5) * ds + origin[0], (rows + 0.5) * ds + origin[1]
     inside = shapely.contains_xy(polygon, xs, ys)
@@ -111,9 +106,7 @@ def test_overlapping_polygons_fill_their_union() -> None:
             Annotation("b", "Polygon", square(30, 30, 50), color="#0000FF"),
         ]
     )
-    raster = rasterize(
-        AnnotationIndex(annotation_set), origin_xy=(0, 0), downsample=1, size_wh=(100, 100)
-    )
+    raster = draw(BoxIndex(annotation_set), origin_xy=(0, 0), downsample=1, size_wh=(100, 100))
     assert raster[45, 45, 3] > 0  # inside both
     assert raster[15, 15, 3] > 0 and raster[75, 75, 3] > 0
     assert raster[5, 5, 3] == 0 and raster[15, 75, 3] == 0
@@ -126,9 +119,7 @@ def test_dots_lines_and_colours() -> None:
             Annotation("m", "Measurement", [[0.5, 80.5], [99.5, 80.5]], color="#123456"),
         ]
     )
-    raster = rasterize(
-        AnnotationIndex(annotation_set), origin_xy=(0, 0), downsample=1, size_wh=(100, 100)
-    )
+    raster = draw(BoxIndex(annotation_set), origin_xy=(0, 0), downsample=1, size_wh=(100, 100))
     assert tuple(raster[20, 50]) == (255, 128, 0, 255)
     assert tuple(raster[80, 10]) == (0x12, 0x34, 0x56, 255)
     assert raster[60, 50, 3] == 0  # a measurement is a line, not an area
